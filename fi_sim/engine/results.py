@@ -1,0 +1,162 @@
+"""Assemble chunk files into the labelled results Dataset.
+
+One dimension per factor (coordinates: level names), `seed`, and where a metric has them, `depth` (of the
+evaluation item) and `step` (of post-training). Training-side metrics have no `budget` dimension (the budget only
+changes evaluation). Every variable's attrs say what it measures, its units, and whether it is `true` (against
+the exact solver), `proxy` (as the run's verifier scores it) or a measurement of the reward channel itself.
+A run whose parameters or scores are not finite is marked in `status` and its metrics are NaN, never averaged.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from fi_sim import __version__
+from fi_sim.engine.execute import curve_stride
+from fi_sim.engine.plan import Plan, base_eval_name, chunk_name
+from fi_sim.engine.store import RunDirectory
+from fi_sim.errors import ResultsError
+from fi_sim.factors import FACTOR_NAMES
+from fi_sim.interface import TRAINING_FACTORS
+
+TRAIN_DIMS = TRAINING_FACTORS + ("seed",)
+BUDGET_DIMS = FACTOR_NAMES + ("seed",)
+FRACTION = "fraction of held-out items"
+
+# name -> (dims kind, truth, units, description)
+VARIABLES = {
+    "gain": ("budget", "true", FRACTION, "score after post-training minus the base's score under the same budget, "
+             "on the same held-out items with the same sampling key"),
+    "score": ("budget", "true", FRACTION, "score of the post-trained policy under the budget"),
+    "base_score": ("budget", "true", FRACTION, "score of the run's base under the same budget"),
+    "proxy_gain": ("budget", "proxy", FRACTION, "gain as the run's verifier would measure it"),
+    "proxy_score": ("budget", "proxy", FRACTION, "score of the post-trained policy as the run's verifier scores it"),
+    "base_proxy_score": ("budget", "proxy", FRACTION, "score of the base as the run's verifier scores it"),
+    "score_by_depth": ("budget_depth", "true", FRACTION, "score of the post-trained policy by chain depth"),
+    "base_score_by_depth": ("budget_depth", "true", FRACTION, "score of the base by chain depth"),
+    "train_proxy_reward": ("train", "proxy", "mean reward", "mean verifier reward over the last 10% of steps"),
+    "train_true_accuracy": ("train", "true", "fraction of samples", "share of truly correct samples over the last 10% of steps"),
+    "reward_false_positive_rate": ("train", "channel", "probability",
+                                   "measured P(reward | answer wrong) over all post-training samples"),
+    "reward_false_negative_rate": ("train", "channel", "probability",
+                                   "measured P(no reward | answer right) over all post-training samples"),
+    "kl_to_base": ("train", "true", "nats per sequence", "mean KL(policy || base) over the last 10% of steps"),
+    "train_tokens": ("train", "true", "tokens", "tokens generated during post-training"),
+    "eval_tokens": ("train", "true", "tokens", "tokens generated evaluating the post-trained policy (all budgets)"),
+    "curve_proxy_reward": ("train_step", "proxy", "mean reward", "mean verifier reward per window of steps"),
+    "curve_true_accuracy": ("train_step", "true", "fraction of samples", "share of truly correct samples per window"),
+    "curve_kl": ("train_step", "true", "nats per sequence", "KL(policy || base) per window of steps"),
+}
+STATUS = {"not_run": -1, "ok": 0, "nonfinite": 1}
+
+
+def _dims(kind: str) -> tuple[str, ...]:
+    return {
+        "budget": BUDGET_DIMS,
+        "budget_depth": BUDGET_DIMS + ("depth",),
+        "train": TRAIN_DIMS,
+        "train_step": TRAIN_DIMS + ("step",),
+    }[kind]
+
+
+def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
+    study = plan.study
+    coords = {f: study.level_names(f) for f in FACTOR_NAMES}
+    coords["seed"] = list(study.seeds)
+    coords["depth"] = list(range(1, study.world.max_depth + 1))
+    steps = sorted({(i + 1) * curve_stride(g.static.posttrain.steps)
+                    for g in plan.groups for i in range(g.static.posttrain.steps // curve_stride(g.static.posttrain.steps))})
+    coords["step"] = steps
+    sizes = {d: len(v) for d, v in coords.items()}
+    seed_pos = {s: i for i, s in enumerate(study.seeds)}
+    step_pos = {s: i for i, s in enumerate(steps)}
+
+    data = {}
+    for name, (kind, *_rest) in VARIABLES.items():
+        dims = _dims(kind)
+        data[name] = np.full([sizes[d] for d in dims], np.nan, np.float64)
+    status = np.full([sizes[d] for d in TRAIN_DIMS], STATUS["not_run"], np.int8)
+    run_ids = np.full([sizes[d] for d in TRAIN_DIMS], -1, np.int64)
+    num_budgets = sizes["budget"]
+    bi = FACTOR_NAMES.index("budget")
+
+    base_eval: dict[int, dict] = {}
+    for c in range(0, len(plan.base_evals), plan.chunk_size):
+        chunk = plan.base_evals[c : c + plan.chunk_size]
+        arrays, _ = rd.read("base_evals", base_eval_name(chunk))
+        for row, job in enumerate(chunk):
+            if int(arrays["job"][row]) != job.index:
+                raise ResultsError(f"{rd.path}: base evaluation chunk {base_eval_name(chunk)} does not match the plan")
+            base_eval[job.index] = {k: v[row] for k, v in arrays.items()}
+
+    for group, ci, runs in plan.chunks():
+        arrays, _ = rd.read("chunks", chunk_name(group.index, ci))
+        window = curve_stride(group.static.posttrain.steps)
+        step_idx = [step_pos[(i + 1) * window] for i in range(group.static.posttrain.steps // window)]
+        for row, run in enumerate(runs):
+            if int(arrays["run_id"][row]) != run.run_id:
+                raise ResultsError(f"{rd.path}: chunk {chunk_name(group.index, ci)} holds run "
+                                   f"{int(arrays['run_id'][row])} where the plan has {run.run_id}")
+            tcell = tuple(run.cell) + (seed_pos[run.seed],)
+            ok = bool(arrays["finite"][row])
+            status[tcell] = STATUS["ok"] if ok else STATUS["nonfinite"]
+            run_ids[tcell] = run.run_id
+            if not ok:
+                continue
+            # full index: training factors with the budget axis inserted before seed
+            for b in range(num_budgets):
+                cell6 = list(run.cell)
+                cell6.insert(bi, b)
+                idx = tuple(cell6) + (seed_pos[run.seed],)
+                before = base_eval[run.base_eval]
+                for name in ("score", "proxy_score", "score_by_depth"):
+                    data[name][idx] = arrays[name][row, b]
+                for name in ("base_score", "base_proxy_score", "base_score_by_depth"):
+                    data[name][idx] = before[name][b]
+            for name in ("train_proxy_reward", "train_true_accuracy", "reward_false_positive_rate",
+                         "reward_false_negative_rate", "kl_to_base", "train_tokens", "eval_tokens"):
+                data[name][tcell] = arrays[name][row]
+            for name in ("curve_proxy_reward", "curve_true_accuracy", "curve_kl"):
+                data[name][tcell + (step_idx,)] = arrays[name][row]
+
+    if study.design == "listed":  # keep only the budget levels each listed cell asks for
+        mask = np.zeros([sizes[f] for f in FACTOR_NAMES], bool)
+        for cell in study.cells():
+            mask[cell] = True
+        for name, (kind, *_r) in VARIABLES.items():
+            if kind.startswith("budget"):
+                m = mask.reshape(mask.shape + (1,) * (data[name].ndim - mask.ndim))
+                data[name] = np.where(m, data[name], np.nan)
+
+    data["gain"] = data["score"] - data["base_score"]
+    data["proxy_gain"] = data["proxy_score"] - data["base_proxy_score"]
+    bad = int(np.sum(status == STATUS["nonfinite"]))
+    if bad:
+        warnings.warn(f"{bad} run(s) produced non-finite values; marked in `status` and left out (NaN)")
+
+    variables = {}
+    for name, (kind, truth, units, description) in VARIABLES.items():
+        variables[name] = xr.Variable(_dims(kind), data[name],
+                                      attrs={"description": description, "units": units, "truth": truth})
+    variables["status"] = xr.Variable(TRAIN_DIMS, status, attrs={
+        "description": "outcome of each post-training run",
+        "flag_values": np.array(list(STATUS.values()), np.int8),
+        "flag_meanings": " ".join(STATUS),
+    })
+    variables["run_id"] = xr.Variable(TRAIN_DIMS, run_ids, attrs={"description": "stable run id (-1: not run)"})
+    ds = xr.Dataset(variables, coords=coords)
+    ds["depth"].attrs["description"] = "chain depth of the evaluation item"
+    ds["step"].attrs["description"] = "post-training step at the end of each logged window"
+    ds.attrs.update({
+        "title": f"fi_sim study {study.name}",
+        "description": study.description,
+        "fi_sim_version": __version__,
+        "study_hash": study.hash,
+        "study": study.to_json(),
+        "cards": json.dumps([json.loads(c.to_json(indent=None)) for c in study.cards()]),
+    })
+    return ds
