@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from fi_sim import __version__
-from fi_sim.engine.execute import curve_stride
+from fi_sim.engine.runfn import curve_stride
 from fi_sim.engine.plan import Plan, base_eval_name, chunk_name
 from fi_sim.engine.store import RunDirectory
 from fi_sim.errors import ResultsError

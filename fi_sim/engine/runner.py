@@ -18,6 +18,7 @@ import numpy as np
 from flax import serialization
 
 from fi_sim.engine import execute
+from fi_sim.engine.runfn import run_params_for
 from fi_sim.engine.plan import Plan, base_eval_name, chunk_name, make_plan
 from fi_sim.engine.results import assemble
 from fi_sim.engine.store import RunDirectory
@@ -177,7 +178,7 @@ def run_chunks(plan: Plan, rd: RunDirectory, bases: dict[int, object], progress:
             progress.chunk(label, len(runs), len(runs) * steps, 0.0, skipped=True)
             continue
         base_params = execute.stack([bases[r.base_job] for r in runs])
-        run_params = execute.stack([execute.run_params_for(study, r.cell) for r in runs])
+        run_params = execute.stack([run_params_for(study, r.cell) for r in runs])
         keys = execute.key_data([jax.random.fold_in(skey, r.run_id) for r in runs])
         eval_keys = execute.key_data([eval_key(study, plan.bases[r.base_job]) for r in runs])
         fn = execute.group_fn(group.static, study.world)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from fi_sim.world.chain import Solution
 from fi_sim.world.tokens import Vocab
