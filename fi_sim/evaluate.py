@@ -5,7 +5,8 @@ budget level is then an estimator on those samples — never a new training run:
 
 - pass@k: the unbiased estimator 1 - C(n-c, k) / C(n, k) from c correct of n samples (Chen et al. 2021);
 - majority vote of k: the n samples are cut into floor(n / k) disjoint blocks of k; a block votes for its most
-  frequent answer; ties share the credit (the expected score under a uniform tie-break).
+  frequent answer among its well-formed traces; ties share the credit (the expected score under a uniform
+  tie-break).
 
 Each metric exists twice: true (against the exact solver) and proxy (as the run's verifier would score it).
 """
@@ -103,11 +104,8 @@ def make_evaluate(static: EvalStatic):
             graded = grade(vocab, s.response, scaffold.response_limit, sol)
             rewards = verifier_factor.reward(verifier, graded, k_reward)
             tokens = tokens + jnp.sum(s.mask)
-            per_temp[temperature] = (
-                graded.correct.reshape(E, n),
-                graded.answer.reshape(E, n),
-                rewards.reshape(E, n),
-            )
+            votes = jnp.where(graded.well_formed, graded.answer, -1)  # a malformed trace casts no vote
+            per_temp[temperature] = (graded.correct.reshape(E, n), votes.reshape(E, n), rewards.reshape(E, n))
         true_scores, proxy_scores, by_depth = [], [], []
         depth_onehot = (items.depth[:, None] == jnp.arange(1, world.max_depth + 1)).astype(jnp.float32)
         depth_count = jnp.sum(depth_onehot, 0)

@@ -36,7 +36,7 @@ STAGE_EVAL = 3
 
 def _adam_step(params, grads, opt_state, learning_rate, max_grad_norm):
     """Clip by global norm (per-run bound), Adam scaling, step of size `learning_rate` (all traced)."""
-    norm = optax.global_norm(grads)
+    norm = optax.tree.norm(grads)
     grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, max_grad_norm / (norm + 1e-12)), grads)
     updates, opt_state = optax.scale_by_adam().update(grads, opt_state, params)
     params = jax.tree.map(lambda p, u: p - learning_rate * u, params, updates)
