@@ -1,14 +1,22 @@
 """Evaluation of a policy under every budget level from one set of samples.
 
-For each distinct evaluation temperature, the policy answers every held-out evaluation item n times. Every
-budget level is then an estimator on those samples — never a new training run:
+For each distinct evaluation temperature, the policy answers every held-out evaluation item in n episodes
+(one attempt each, or several under the retry scaffold). Every budget level is then an estimator on those
+episodes — never a new training run. With c right answers among n episodes of an item:
 
-- pass@k: the unbiased estimator 1 - C(n-c, k) / C(n, k) from c correct of n samples (Chen et al. 2021);
-- majority vote of k: the n samples are cut into floor(n / k) disjoint blocks of k; a block votes for its most
-  frequent answer among its well-formed traces; ties share the credit (the expected score under a uniform
-  tie-break).
+- pass@k: the unbiased estimator 1 - C(n-c, k) / C(n, k) (Chen et al. 2021);
+- majority vote of k: the n episodes are cut into floor(n / k) disjoint blocks of k; a block votes for its most
+  frequent answer among its well-formed episodes; ties share the credit (the expected score under a uniform
+  tie-break);
+- best of k: in each block, the episode the proxy verifier scores highest (ties share the credit);
+- first accepted: in each block, episodes are taken in order until the proxy verifier accepts one (reward
+  >= 0.5); the answer is the accepted one, or the block's last;
+and an episode that spends more than the budget's `max_tokens` (tool costs included) counts as failed, which
+is what stopping its generation at the limit would give.
 
-Each metric exists twice: true (against the exact solver) and proxy (as the run's verifier would score it).
+Each score exists twice — true (against the exact solver) and proxy (as the run's verifier scores it) — and
+is also reported by depth, by skill, on the clean items (those no base or data of the run may have seen),
+with the tokens one item costs under the budget.
 """
 
 from __future__ import annotations
@@ -19,23 +27,22 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fi_sim.factors import verifier as verifier_factor
 from fi_sim.factors.budget import BudgetSpec
 from fi_sim.factors.scaffold import ScaffoldParams
 from fi_sim.factors.verifier import VerifierParams
-from fi_sim.world import policy
-from fi_sim.world.chain import ChainWorld, Problems
-from fi_sim.world.grading import grade
+from fi_sim.rollout import rollout
 from fi_sim.world.policy import PolicyConfig
+from fi_sim.world.tasks import Problems, TaskWorld
 from fi_sim.world.tokens import Vocab
 
 
 @dataclass(frozen=True)
 class EvalStatic:
-    world: ChainWorld
+    world: TaskWorld
     policy: PolicyConfig
     budgets: tuple[BudgetSpec, ...]
     num_samples: int  # n per item and temperature, >= every budget's k
+    attempts: int = 1  # attempts per episode (the retry scaffold)
 
     @property
     def temperatures(self) -> tuple[float, ...]:
@@ -46,6 +53,9 @@ class EvalResult(NamedTuple):
     true_score: jax.Array  # [num_budgets]
     proxy_score: jax.Array  # [num_budgets]
     true_by_depth: jax.Array  # [num_budgets, max_depth] (NaN where the eval set has no item of that depth)
+    true_by_skill: jax.Array  # [num_budgets, num_skills]: items that use the skill (NaN: none)
+    clean_score: jax.Array  # [num_budgets]: true score on the items the run cannot have seen (NaN: none)
+    tokens_per_item: jax.Array  # [num_budgets]: generated tokens one item costs under the budget
     tokens: jax.Array  # tokens generated during evaluation (all temperatures)
 
 
@@ -57,13 +67,16 @@ def pass_at_k(num_correct, n: int, k: int):
     return 1.0 - jnp.prod(factors, axis=-1)
 
 
+def _blocks(x, k: int):
+    n = x.shape[-1]
+    blocks = n // k
+    return x[..., : blocks * k].reshape(x.shape[:-1] + (blocks, k))
+
+
 def majority_vote(answers, correct_answer, rewards, k: int, num_values: int):
     """Expected majority-vote score of blocks of k samples. answers: [..., n] (-1: no answer);
     returns (true score, proxy score) [...], each averaged over floor(n / k) blocks."""
-    n = answers.shape[-1]
-    blocks = n // k
-    a = answers[..., : blocks * k].reshape(answers.shape[:-1] + (blocks, k))
-    r = rewards[..., : blocks * k].reshape(a.shape)
+    a, r = _blocks(answers, k), _blocks(rewards, k)
     onehot = (a[..., None] == jnp.arange(num_values)).astype(jnp.float32)  # [..., blocks, k, m]
     counts = jnp.sum(onehot, axis=-2)  # [..., blocks, m]
     best = jnp.max(counts, axis=-1, keepdims=True)
@@ -78,8 +91,27 @@ def majority_vote(answers, correct_answer, rewards, k: int, num_values: int):
     return jnp.mean(true, -1), jnp.mean(proxy, -1)
 
 
-def eval_set(world: ChainWorld, size: int, skill_weights, depth_weights, seed: int) -> Problems:
-    """The fixed held-out evaluation items (drawn from the evaluation partition of problem space)."""
+def best_of_k(correct, rewards, k: int):
+    """Blocks of k: the sample with the highest proxy reward (ties share the credit). Returns (true, proxy)."""
+    c, r = _blocks(correct.astype(jnp.float32), k), _blocks(rewards, k)
+    top = jnp.max(r, -1, keepdims=True)
+    tied = (r == top).astype(jnp.float32)
+    true = jnp.sum(tied * c, -1) / jnp.sum(tied, -1)
+    return jnp.mean(true, -1), jnp.mean(top[..., 0], -1)
+
+
+def first_accepted(correct, rewards, tokens, k: int):
+    """Blocks of k taken in order until the proxy verifier accepts one. Returns (true, proxy, tokens spent)."""
+    c, r, t = _blocks(correct.astype(jnp.float32), k), _blocks(rewards, k), _blocks(tokens, k)
+    accepted = (r >= 0.5).at[..., -1].set(True)
+    stop = jnp.argmax(accepted, -1)[..., None]
+    spent = jnp.sum(jnp.where(jnp.arange(k) <= stop, t, 0.0), -1)
+    pick = lambda x: jnp.take_along_axis(x, stop, -1)[..., 0]  # noqa: E731
+    return jnp.mean(pick(c), -1), jnp.mean(pick(r), -1), jnp.mean(spent, -1)
+
+
+def eval_set(world: TaskWorld, size: int, skill_weights, depth_weights, seed: int) -> Problems:
+    """Held-out items from the evaluation partition of problem space (a fixed draw for a given seed)."""
     key = jax.random.fold_in(jax.random.key(seed), 0xE7A1)
     return world.sample(key, jnp.asarray(skill_weights), jnp.asarray(depth_weights), size, heldout=True)
 
@@ -90,42 +122,59 @@ def make_evaluate(static: EvalStatic):
     n = static.num_samples
     temps = static.temperatures
 
-    def evaluate(params, scaffold: ScaffoldParams, verifier: VerifierParams, items: Problems, key) -> EvalResult:
+    def evaluate(params, scaffold: ScaffoldParams, verifier: VerifierParams, items: Problems, key,
+                 exposed_share=0.0) -> EvalResult:
         E = items.x0.shape[0]
         solution = world.solve(items)
-        prompts = jnp.repeat(vocab.encode_prompt(items, scaffold.mode_token), n, axis=0)  # item-major
-        sol = jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), solution)
+        rep = lambda x: jnp.repeat(x, n, axis=0)  # noqa: E731  item-major
+        prompts = rep(vocab.encode_prompt(items, scaffold.mode_token))
         per_temp = {}
         tokens = jnp.zeros((), jnp.float32)
         for ti, temperature in enumerate(temps):
-            k_sample, k_reward = jax.random.split(jax.random.fold_in(key, ti))
-            s = policy.sample(config, params, prompts, k_sample, temperature, vocab.response_length,
-                              scaffold.response_limit, vocab.eos, vocab.pad)
-            graded = grade(vocab, s.response, scaffold.response_limit, sol)
-            rewards = verifier_factor.reward(verifier, graded, k_reward)
-            tokens = tokens + jnp.sum(s.mask)
-            votes = jnp.where(graded.well_formed, graded.answer, -1)  # a malformed trace casts no vote
-            per_temp[temperature] = (graded.correct.reshape(E, n), votes.reshape(E, n), rewards.reshape(E, n))
-        true_scores, proxy_scores, by_depth = [], [], []
-        depth_onehot = (items.depth[:, None] == jnp.arange(1, world.max_depth + 1)).astype(jnp.float32)
-        depth_count = jnp.sum(depth_onehot, 0)
+            ep = rollout(world, config, params, prompts, jax.tree.map(rep, solution), rep(items.depth), scaffold,
+                         verifier, jax.random.fold_in(key, ti), temperature, static.attempts)
+            tokens = tokens + jnp.sum(ep.tokens)
+            per_temp[temperature] = tuple(x.reshape(E, n) for x in (ep.correct, ep.answer, ep.proxy, ep.tokens))
+
+        idx = jnp.arange(world.max_depth)
+        uses = (items.skills[:, :, None] == jnp.arange(world.num_skills)) & (idx < items.depth[:, None])[..., None]
+        skill_w = jnp.any(uses, 1).astype(jnp.float32)  # [E, K]
+        depth_w = (items.depth[:, None] == jnp.arange(1, world.max_depth + 1)).astype(jnp.float32)
+        clean_w = (jnp.arange(E) >= jnp.ceil(exposed_share * E)).astype(jnp.float32)
+
+        def subset(score, w):
+            count = jnp.sum(w, 0)
+            return jnp.where(count > 0, score @ w / jnp.maximum(count, 1), jnp.nan)
+
+        out = {k: [] for k in EvalResult._fields if k != "tokens"}
         for b in static.budgets:
-            correct, answers, rewards = per_temp[b.temperature]
+            correct, answers, proxy, spent = per_temp[b.temperature]
+            if b.max_tokens:
+                within = spent <= b.max_tokens
+                correct, answers, proxy = correct & within, jnp.where(within, answers, -1), proxy * within
+            cost = b.k * jnp.mean(spent, -1)
             if b.aggregation == "pass_at_k":
                 true_item = pass_at_k(jnp.sum(correct, -1), n, b.k)
-                proxy_item = pass_at_k(jnp.sum(rewards >= 0.5, -1), n, b.k)
+                proxy_item = pass_at_k(jnp.sum(proxy >= 0.5, -1), n, b.k)
             elif b.aggregation == "majority_vote":
-                true_item, proxy_item = majority_vote(answers, solution.answer, rewards, b.k, world.modulus)
+                true_item, proxy_item = majority_vote(answers, solution.answer, proxy, b.k, world.modulus)
+            elif b.aggregation == "best_of_k":
+                true_item, proxy_item = best_of_k(correct, proxy, b.k)
+            elif b.aggregation == "first_accepted":
+                true_item, proxy_item, cost = first_accepted(correct, proxy, spent, b.k)
             else:  # validated upstream; a new aggregation must be added here
                 raise NotImplementedError(b.aggregation)
-            true_scores.append(jnp.mean(true_item))
-            proxy_scores.append(jnp.mean(proxy_item))
-            by_depth.append(jnp.where(depth_count > 0, true_item @ depth_onehot / jnp.maximum(depth_count, 1), jnp.nan))
-        return EvalResult(jnp.stack(true_scores), jnp.stack(proxy_scores), jnp.stack(by_depth), tokens)
+            out["true_score"].append(jnp.mean(true_item))
+            out["proxy_score"].append(jnp.mean(proxy_item))
+            out["true_by_depth"].append(subset(true_item, depth_w))
+            out["true_by_skill"].append(subset(true_item, skill_w))
+            out["clean_score"].append(subset(true_item, clean_w[:, None])[0])
+            out["tokens_per_item"].append(jnp.mean(cost))
+        return EvalResult(**{k: jnp.stack(v) for k, v in out.items()}, tokens=tokens)
 
     return evaluate
 
 
 def num_eval_samples(budgets, minimum: int = 16) -> int:
-    """n: at least twice the largest k (so majority vote has two blocks) and at least `minimum`."""
+    """n: at least twice the largest k (so block estimators have two blocks) and at least `minimum`."""
     return int(max([minimum] + [2 * b.k for b in budgets]))

@@ -17,7 +17,7 @@ from fi_sim import __version__
 from fi_sim.errors import Problem, ValidationError
 from fi_sim.factors import FACTOR_NAMES, FACTORS
 from fi_sim.factors.registry import Level
-from fi_sim.world.chain import ChainWorld
+from fi_sim.world.tasks import FAMILIES, TaskWorld
 
 CARD_VERSION = 1
 TRAINING_FACTORS = ("verifier", "base", "data", "optimizer", "scaffold")  # budget only changes evaluation
@@ -62,8 +62,8 @@ class WorldSettings:
         for name in cls.FIELDS:
             value = raw.get(name, getattr(defaults, name))
             if name == "family":
-                if value != "chain":
-                    problems.append(Problem(f"{field_name}.family", value, "'chain'"))
+                if value not in FAMILIES:
+                    problems.append(Problem(f"{field_name}.family", value, " or ".join(map(repr, FAMILIES))))
             elif name in ("eval_skills", "eval_depths"):
                 if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
                     problems.append(Problem(f"{field_name}.{name}", value, "a list of integers ([] = all)"))
@@ -82,7 +82,7 @@ class WorldSettings:
     def validate(self, field_name: str = "world") -> None:
         problems = []
         try:
-            self.chain()
+            self.task_world()
         except ValidationError as err:
             problems.extend(Problem(p.field.replace("world", field_name, 1), p.value, p.allowed) for p in err.problems)
         if not 1 <= self.eval_size <= 100_000:
@@ -98,8 +98,11 @@ class WorldSettings:
         if problems:
             raise ValidationError(problems)
 
-    def chain(self) -> ChainWorld:
-        return ChainWorld(self.modulus, self.num_skills, self.max_depth, self.seed, self.heldout_period)
+    def task_world(self) -> TaskWorld:
+        return TaskWorld(self.modulus, self.num_skills, self.max_depth, self.seed, self.heldout_period, self.family,
+                         self.eval_size, tuple(self.eval_skills), tuple(self.eval_depths))
+
+    chain = task_world  # former name, kept for callers not yet updated
 
     def card(self) -> dict:
         d = asdict(self)
@@ -123,7 +126,7 @@ class Interface:
     @classmethod
     def from_specs(cls, world: WorldSettings, specs: Mapping[str, Any]) -> "Interface":
         """Build from preset names or {preset, overrides} tables, one per factor; every problem reported."""
-        chain = world.chain()
+        chain = world.task_world()
         levels, problems = {}, []
         for name in FACTOR_NAMES:
             if name not in specs:

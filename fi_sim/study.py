@@ -144,7 +144,7 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
     except ValidationError as err:
         problems += err.problems
         world = None
-    chain = world.chain() if world is not None else None
+    chain = world.task_world() if world is not None else None
 
     factors_raw = raw.get("factors")
     factors: dict[str, tuple[Level, ...]] = {}

@@ -4,7 +4,7 @@
 return pure functions whose whole loop is a `lax.scan`, so that `jit(vmap(...))` trains many runs at once.
 Everything a run varies continuously (learning rate, KL weight, the data and pretraining distributions, the
 verifier's error rates) arrives as a per-run array; categorical choices of the same shape (which verifier,
-which scaffold) arrive as an index used with `lax.switch` or `where`.
+which scaffold, which objective, Adam or SGD) arrive as an index used with `lax.switch` or `where`.
 """
 
 from __future__ import annotations
@@ -16,59 +16,92 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fi_sim.factors import optimizer as optimizer_factor
 from fi_sim.factors import verifier as verifier_factor
 from fi_sim.factors.base import BaseParams
 from fi_sim.factors.data import DataParams
 from fi_sim.factors.optimizer import OptimizerParams
 from fi_sim.factors.scaffold import ScaffoldParams
 from fi_sim.factors.verifier import VerifierParams
+from fi_sim.rollout import rollout
 from fi_sim.world import policy
-from fi_sim.world.chain import ChainWorld
-from fi_sim.world.grading import grade
 from fi_sim.world.policy import PolicyConfig
+from fi_sim.world.tasks import Problems, TaskWorld
 from fi_sim.world.tokens import Vocab
 
 # Stage tags folded into a run's key (DESIGN: fold_in(study_key, run_id), then by stage and step).
 STAGE_PRETRAIN = 1
 STAGE_POSTTRAIN = 2
 STAGE_EVAL = 3
+STAGE_POOL = 4
+
+ADAM, SGD = optimizer_factor.FAMILIES.index("adam"), optimizer_factor.FAMILIES.index("sgd")
 
 
-def _adam_step(params, grads, opt_state, learning_rate, max_grad_norm):
-    """Clip by global norm (per-run bound), Adam scaling, step of size `learning_rate` (all traced)."""
+def _update(params, grads, opt_state, learning_rate, max_grad_norm, family=ADAM):
+    """Clip by global norm (per-run bound); Adam scaling or plain SGD (a per-run index); step of size
+    `learning_rate` (all traced). Adam's moments are kept in both cases so the state has one shape."""
     norm = optax.tree.norm(grads)
     grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, max_grad_norm / (norm + 1e-12)), grads)
-    updates, opt_state = optax.scale_by_adam().update(grads, opt_state, params)
-    params = jax.tree.map(lambda p, u: p - learning_rate * u, params, updates)
+    adam, opt_state = optax.scale_by_adam().update(grads, opt_state, params)
+    params = jax.tree.map(lambda p, a, g: p - learning_rate * jnp.where(family == SGD, g, a), params, adam, grads)
     return params, opt_state, norm
+
+
+def _pick(flag, a, b):
+    """Per-example choice between two batches of the same shape."""
+    return jax.tree.map(lambda x, y: jnp.where(flag.reshape(flag.shape + (1,) * (x.ndim - flag.ndim)), x, y), a, b)
+
+
+def _take(items: Problems, idx) -> Problems:
+    return jax.tree.map(lambda x: x[idx], items)
 
 
 # ---------------------------------------------------------------------------------------------- pretraining
 @dataclass(frozen=True)
 class PretrainStatic:
-    world: ChainWorld
+    world: TaskWorld
     policy: PolicyConfig
     steps: int
     batch_size: int
 
 
-def pretraining_batch(world: ChainWorld, vocab: Vocab, base: BaseParams, key, batch_size: int):
-    """Exact solver traces from the base's mixture: prompts [B, P], target responses [B, R]."""
-    k_problems, k_mode = jax.random.split(key)
-    problems = world.sample(k_problems, base.skill_weights, base.depth_weights, batch_size)
-    solution = world.solve(problems)
-    scratch = jax.random.uniform(k_mode, (batch_size,)) < base.scratchpad_share
-    mode = jnp.where(scratch, vocab.special("SCRATCH"), vocab.special("DIRECT"))
-    return vocab.encode_prompt(problems, mode), vocab.target_response(problems, solution, scratch)
+def pretraining_batch(world: TaskWorld, vocab: Vocab, base: BaseParams, key, batch_size: int):
+    """Traces from the base's mixture: prompts [B, P], context [B, R] (model inputs) and targets [B, R]
+    (the actions to predict; they differ from the context only at tool calls)."""
+    keys = jax.random.split(key, 8)
+    problems = world.sample(keys[0], base.skill_weights, base.depth_weights, batch_size)
+    # contamination: a share of the traces are leaked evaluation items, with their answers
+    items = world.eval_items()
+    leaked = jnp.maximum(jnp.ceil(base.leak_share * world.eval_size), 1).astype(jnp.int32)
+    leak = (jax.random.uniform(keys[1], (batch_size,)) < base.leak_rate) & (base.leak_share > 0)
+    problems = _pick(leak, _take(items, jax.random.randint(keys[2], (batch_size,), 0, leaked)), problems)
+    u = jax.random.uniform(keys[3], (batch_size, 3))
+    scratch = u[:, 0] < base.scratchpad_share
+    tools = scratch & (u[:, 1] < base.tool_share)
+    judged = scratch & ~tools & (u[:, 1] < base.tool_share + base.judge_share)
+    shortcut = ~tools & ~judged & (u[:, 2] < base.shortcut_share)
+    exact = world.solve(problems)
+    faulty = world.solve(problems, keys[4], base.judge_step_error)
+    steps = jnp.where(judged[:, None], faulty.steps, exact.steps)
+    answer = jnp.where(judged, faulty.answer, exact.answer)
+    # the shortcut stops after the first step: right on every depth-1 problem, by chance on deeper ones
+    depth = jnp.where(shortcut, 1, problems.depth)
+    answer = jnp.where(shortcut, exact.steps[:, 0], answer)
+    terminator = jnp.where(judged & (answer != exact.answer), vocab.special("RETRY"), vocab.eos)
+    tool_mask = tools[:, None] & (jax.random.uniform(keys[5], exact.steps.shape) < 0.5)
+    context, targets = vocab.write_trace(steps, answer, depth, scratch, terminator, tool_mask)
+    mode = jnp.where(tools, vocab.special("TOOLS"), jnp.where(judged, vocab.special("JUDGED"),
+                     jnp.where(scratch, vocab.special("SCRATCH"), vocab.special("DIRECT"))))
+    return vocab.encode_prompt(problems, mode), context, targets
 
 
 def make_pretrain(static: PretrainStatic):
     world, config = static.world, static.policy
     vocab = Vocab(world)
 
-    def loss_fn(params, prompts, targets):
-        logits = policy.token_logits(config, params, prompts, targets)
-        logp = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), targets[..., None], -1)[..., 0]
+    def loss_fn(params, prompts, context, targets):
+        logp = policy.token_logprobs(config, params, prompts, context, actions=targets)
         mask = targets != vocab.pad
         return -jnp.sum(logp * mask) / jnp.maximum(jnp.sum(mask), 1)
 
@@ -80,9 +113,9 @@ def make_pretrain(static: PretrainStatic):
 
         def step(carry, t):
             params, opt_state = carry
-            prompts, targets = pretraining_batch(world, vocab, base, jax.random.fold_in(key, t), static.batch_size)
-            loss, grads = jax.value_and_grad(loss_fn)(params, prompts, targets)
-            params, opt_state, _ = _adam_step(params, grads, opt_state, base.learning_rate, 1.0)
+            batch = pretraining_batch(world, vocab, base, jax.random.fold_in(key, t), static.batch_size)
+            loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
+            params, opt_state, _ = _update(params, grads, opt_state, base.learning_rate, 1.0)
             return (params, opt_state), loss
 
         (params, _), losses = jax.lax.scan(step, (params, opt_state), jnp.arange(static.steps))
@@ -99,28 +132,36 @@ class RunParams(NamedTuple):
     data: DataParams
     optimizer: OptimizerParams
     scaffold: ScaffoldParams
+    exposed_share: float = 0.0  # the prefix of the evaluation set this run's base or data may have seen
 
 
 @dataclass(frozen=True)
 class PosttrainStatic:
-    world: ChainWorld
+    world: TaskWorld
     policy: PolicyConfig
     steps: int
     prompts_per_step: int
     samples_per_prompt: int
+    inner_epochs: int = 1
+    pool_size: int = 0  # 0: fresh prompts every step
+    attempts: int = 1  # attempts per episode (the retry scaffold)
 
 
 class StepLog(NamedTuple):
-    proxy_reward: jax.Array  # mean proxy reward of the step's samples
-    true_accuracy: jax.Array  # share of the step's samples that are truly correct
+    proxy_reward: jax.Array  # mean proxy reward of the step's episodes
+    true_accuracy: jax.Array  # share of the step's episodes whose answer is right
     well_formed: jax.Array
-    kl: jax.Array  # mean per-sequence KL(policy || base) over generated positions
+    kl: jax.Array  # mean per-sequence KL(policy || base) over trained positions
+    entropy: jax.Array  # mean per-token entropy over trained positions
+    clip_fraction: jax.Array  # share of trained tokens whose ratio was clipped (last epoch)
     grad_norm: jax.Array
     wrong: jax.Array  # channel counts for the measured false-positive / false-negative rates
     false_positive: jax.Array
     right: jax.Array
     false_negative: jax.Array
-    tokens: jax.Array  # tokens generated this step
+    tokens: jax.Array  # tokens generated this step, tool costs included
+    tool_calls: jax.Array  # tool calls this step
+    loss: jax.Array
 
 
 def group_advantages(rewards, group_size: int, normalize):
@@ -133,60 +174,147 @@ def group_advantages(rewards, group_size: int, normalize):
     return adv.reshape(-1)
 
 
-def policy_gradient_loss(config, params, base_params, prompts, responses, mask, advantages, temperature, kl_coef):
-    """REINFORCE surrogate with an exact per-token KL penalty to the base. Returns (loss, mean KL)."""
-    logits = policy.token_logits(config, params, prompts, responses) / temperature
+def token_weights(kind, token_rewards, taken, group_size: int, normalize):
+    """Per-token weights A_t of the training objective for each mechanism (see factors/optimizer.py).
+
+    token_rewards: [A, N, R] with N = prompts x group_size (prompt-major); taken: [A, N]. The group of a
+    prompt is all its samples' attempts that were made."""
+    A, N, R = token_rewards.shape
+    total = jnp.sum(token_rewards, -1)  # [A, N]
+    to_go = jnp.flip(jnp.cumsum(jnp.flip(token_rewards, -1), -1), -1)  # reward-to-go per token
+    w = taken.astype(jnp.float32)
+    grouped = lambda x: x.reshape(A, N // group_size, group_size).transpose(1, 0, 2).reshape(N // group_size, -1)  # noqa: E731
+    tw, tt = grouped(w), grouped(total)
+    count = jnp.maximum(jnp.sum(tw, 1, keepdims=True), 1.0)
+    mean = jnp.sum(tw * tt, 1, keepdims=True) / count
+    std = jnp.sqrt(jnp.sum(tw * (tt - mean) ** 2, 1, keepdims=True) / count)
+    ungroup = lambda x: jnp.broadcast_to(x, tt.shape).reshape(N // group_size, A, group_size).transpose(1, 0, 2).reshape(A, N)  # noqa: E731
+    baseline, scale = ungroup(mean), ungroup(jnp.where(normalize > 0.5, std + 1e-6, 1.0))
+    policy_gradient = (to_go - baseline[..., None]) / scale[..., None]
+    accepted = (total >= 0.5).astype(jnp.float32)
+    sft = jnp.broadcast_to((accepted * w)[..., None], to_go.shape)
+    positive = jnp.broadcast_to((total * w)[..., None], to_go.shape)
+    negative = jnp.broadcast_to((-(1.0 - total) * w)[..., None], to_go.shape)
+    ones = jnp.ones_like(to_go)
+    table = {"reinforce": policy_gradient, "ppo_clip": policy_gradient, "rs_sft": sft,
+             "positive_only": positive, "negative_only": negative, "distill": ones}
+    return jnp.stack([table[m] for m in optimizer_factor.MECHANISMS])[kind]
+
+
+def clipped_objective(logp, logp_old, weights, mask, clip_epsilon):
+    """Per-sequence sum over trained tokens of min(r A, clip(r, 1-eps, 1+eps) A), r = exp(logp - logp_old);
+    `logp_old` NaN means "the current policy" (r = 1 with the gradient of logp). Returns (objective [N],
+    clip fraction)."""
+    old = jax.lax.stop_gradient(jnp.where(jnp.isfinite(logp_old), logp_old, logp))
+    ratio = jnp.exp(logp - old)
+    clipped = jnp.clip(ratio, 1.0 - clip_epsilon, 1.0 + clip_epsilon)
+    m = mask.astype(jnp.float32)
+    per_token = jnp.minimum(ratio * weights, clipped * weights)
+    clip_fraction = jnp.sum((per_token != ratio * weights) * m) / jnp.maximum(jnp.sum(m), 1.0)
+    return jnp.sum(per_token * m, -1), clip_fraction
+
+
+def surrogate_loss(config, params, base_params, prompts, context, actions, mask, weights, logp_old, opt):
+    """The clipped, weighted log-likelihood objective with exact KL and entropy terms. Returns (loss, aux)."""
+    logits = policy.token_logits(config, params, prompts, context) / opt.temperature
     logp_all = jax.nn.log_softmax(logits, -1)
-    logp = jnp.take_along_axis(logp_all, responses[..., None], -1)[..., 0]
-    seq_logp = jnp.sum(jnp.where(mask, logp, 0.0), -1)
-    pg = -jnp.mean(jax.lax.stop_gradient(advantages) * seq_logp)
-    base_logits = policy.token_logits(config, base_params, prompts, responses) / temperature
+    logp = jnp.take_along_axis(logp_all, actions[..., None], -1)[..., 0]
+    objective, clip_fraction = clipped_objective(logp, logp_old, weights, mask, opt.clip_epsilon)
+    base_logits = policy.token_logits(config, base_params, prompts, context) / opt.temperature
     base_logp_all = jax.lax.stop_gradient(jax.nn.log_softmax(base_logits, -1))
-    kl_tok = jnp.sum(jnp.exp(logp_all) * (logp_all - base_logp_all), -1)
-    kl = jnp.mean(jnp.sum(jnp.where(mask, kl_tok, 0.0), -1))
-    return pg + kl_coef * kl, kl
+    p = jnp.exp(logp_all)
+    kl_tok = jnp.sum(p * (logp_all - base_logp_all), -1)
+    entropy_tok = -jnp.sum(p * logp_all, -1)
+    m = mask.astype(jnp.float32)
+    per_seq = lambda x: jnp.sum(x * m, -1)  # noqa: E731
+    kl = jnp.mean(per_seq(kl_tok))
+    entropy = jnp.sum(entropy_tok * m) / jnp.maximum(jnp.sum(m), 1.0)
+    loss = -jnp.mean(objective) + opt.kl_coef * kl - opt.entropy_coef * jnp.mean(per_seq(entropy_tok))
+    return loss, (kl, entropy, clip_fraction)
+
+
+def teacher_traces(world: TaskWorld, vocab: Vocab, data: DataParams, problems: Problems, key):
+    """The data factor's teacher: the solver with per-step error rate q, in a mix of styles. Returns the
+    traces' mode tokens [N] and (context, actions) [N, R]."""
+    k_err, k_style = jax.random.split(key)
+    solution = world.solve(problems, k_err, data.teacher_step_error)
+    scratch = jax.random.uniform(k_style, problems.x0.shape) < data.teacher_scratchpad_share
+    context, actions = vocab.write_trace(solution.steps, solution.answer, problems.depth, scratch)
+    mode = jnp.where(scratch, vocab.special("SCRATCH"), vocab.special("DIRECT"))
+    return mode, context, actions
 
 
 def make_posttrain(static: PosttrainStatic):
     world, config = static.world, static.policy
     vocab = Vocab(world)
-    B, G = static.prompts_per_step, static.samples_per_prompt
+    B, G, A = static.prompts_per_step, static.samples_per_prompt, static.attempts
+    items = world.eval_items()
+
+    def draw_prompts(data: DataParams, key, num):
+        """Prompts from the data distribution (training partition), a share swapped for evaluation items."""
+        k_dist, k_over, k_item = jax.random.split(key, 3)
+        problems = world.sample(k_dist, data.skill_weights, data.depth_weights, num)
+        overlap = jax.random.uniform(k_over, (num,)) < data.eval_overlap
+        exposed = jnp.maximum(jnp.ceil(data.eval_exposed_share * world.eval_size), 1).astype(jnp.int32)
+        return _pick(overlap, _take(items, jax.random.randint(k_item, (num,), 0, exposed)), problems)
 
     def posttrain(base_params, run: RunParams, key):
         """Post-train from `base_params`. Returns the trained params and a per-step log."""
         key = jax.random.fold_in(key, STAGE_POSTTRAIN)
         opt = run.optimizer
         opt_state = optax.scale_by_adam().init(base_params)
+        pool = draw_prompts(run.data, jax.random.fold_in(key, STAGE_POOL), static.pool_size) if static.pool_size else None
+        is_distill = opt.kind == optimizer_factor.MECHANISMS.index("distill")
 
         def step(carry, t):
             params, opt_state = carry
-            k_data, k_sample, k_reward = jax.random.split(jax.random.fold_in(key, t), 3)
-            problems = world.sample(k_data, run.data.skill_weights, run.data.depth_weights, B)
+            k_data, k_roll, k_teacher = jax.random.split(jax.random.fold_in(key, t), 3)
+            if pool is None:
+                problems = draw_prompts(run.data, k_data, B)
+            else:
+                problems = _take(pool, jax.random.randint(k_data, (B,), 0, static.pool_size))
+            problems = jax.tree.map(lambda x: jnp.repeat(x, G, axis=0), problems)
             solution = world.solve(problems)
             prompts = vocab.encode_prompt(problems, run.scaffold.mode_token)
-            prompts = jnp.repeat(prompts, G, axis=0)
-            solution = jax.tree.map(lambda x: jnp.repeat(x, G, axis=0), solution)
-            s = policy.sample(config, params, prompts, k_sample, opt.temperature, vocab.response_length,
-                              run.scaffold.response_limit, vocab.eos, vocab.pad)
-            graded = grade(vocab, s.response, run.scaffold.response_limit, solution)
-            rewards = verifier_factor.reward(run.verifier, graded, k_reward)
-            adv = group_advantages(rewards, G, opt.normalize_advantage)
-            (loss, kl), grads = jax.value_and_grad(policy_gradient_loss, argnums=1, has_aux=True)(
-                config, params, base_params, prompts, s.response, s.mask, adv, opt.temperature, opt.kl_coef
-            )
-            params, opt_state, gnorm = _adam_step(params, grads, opt_state, opt.learning_rate, opt.max_grad_norm)
-            counts = verifier_factor.channel_counts(graded, rewards)
+            ep = rollout(world, config, params, prompts, solution, problems.depth, run.scaffold, run.verifier,
+                         k_roll, opt.temperature, A)
+            weights = token_weights(opt.kind, ep.token_rewards, ep.taken, G, opt.normalize_advantage)
+            # distillation trains on the teacher's traces (in its own styles) instead of the policy's samples
+            t_mode, t_context, t_actions = teacher_traces(world, vocab, run.data, problems, k_teacher)
+            t_prompts = vocab.encode_prompt(problems, t_mode)
+            t_mask = (t_actions != vocab.pad)[None] & (jnp.arange(A) == 0)[:, None, None]
+            flat = lambda x: x.reshape((A * B * G,) + x.shape[2:])  # noqa: E731
+            prompts_all = jnp.where(is_distill, jnp.tile(t_prompts, (A, 1)), jnp.tile(prompts, (A, 1)))
+            context = flat(jnp.where(is_distill, jnp.broadcast_to(t_context, ep.context.shape), ep.context))
+            actions = flat(jnp.where(is_distill, jnp.broadcast_to(t_actions, ep.actions.shape), ep.actions))
+            mask = flat(jnp.where(is_distill, t_mask, ep.mask))
+            weights = flat(weights)
+            sampled_logp = flat(ep.logprob)
+            # the behaviour policy's log-probs: the samples' own; recomputed for teacher traces
+            logp_old = jnp.where(is_distill | (static.inner_epochs == 1), jnp.nan, sampled_logp)
+
+            def epoch(carry, _):
+                params, opt_state = carry
+                (loss, (kl, entropy, clip_fraction)), grads = jax.value_and_grad(surrogate_loss, argnums=1,
+                                                                                 has_aux=True)(
+                    config, params, base_params, prompts_all, context, actions, mask, weights, logp_old, opt)
+                params, opt_state, gnorm = _update(params, grads, opt_state, opt.learning_rate, opt.max_grad_norm,
+                                                   opt.family)
+                return (params, opt_state), (loss, kl, entropy, clip_fraction, gnorm)
+
+            (params, opt_state), (loss, kl, entropy, clip_fraction, gnorm) = jax.lax.scan(
+                epoch, (params, opt_state), None, length=static.inner_epochs)
+            taken = ep.taken.astype(jnp.float32)
+            final = jax.nn.one_hot(ep.final, A, axis=0)  # [A, N]: the episode's last attempt
+            counts = verifier_factor.channel_counts(ep.graded, ep.reward, taken)
             log = StepLog(
-                proxy_reward=jnp.mean(rewards),
-                true_accuracy=jnp.mean(graded.correct.astype(jnp.float32)),
-                well_formed=jnp.mean(graded.well_formed.astype(jnp.float32)),
-                kl=kl,
-                grad_norm=gnorm,
-                wrong=counts.wrong,
-                false_positive=counts.false_positive,
-                right=counts.right,
+                proxy_reward=jnp.mean(ep.proxy),
+                true_accuracy=jnp.mean(ep.correct.astype(jnp.float32)),
+                well_formed=jnp.mean(jnp.sum(final * ep.graded.well_formed, 0)),
+                kl=kl[-1], entropy=entropy[-1], clip_fraction=clip_fraction[-1], grad_norm=gnorm[-1],
+                wrong=counts.wrong, false_positive=counts.false_positive, right=counts.right,
                 false_negative=counts.false_negative,
-                tokens=jnp.sum(s.mask).astype(jnp.float32),
+                tokens=jnp.sum(ep.tokens), tool_calls=jnp.sum(taken * ep.graded.tool_calls), loss=loss[-1],
             )
             return (params, opt_state), log
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from fi_sim.evaluate import majority_vote, pass_at_k
 from fi_sim.factors import FACTORS, MODULES
 from fi_sim.world.grading import Graded
+from fi_sim.world.tasks import TaskWorld
 
 
 @settings(max_examples=80, deadline=None)
@@ -59,8 +60,9 @@ def test_noisy_verifier_measured_rates_match_its_parameters():
     n = 100_000
     correct = jax.random.bernoulli(jax.random.key(0), 0.5, (n,))
     graded = Graded(correct=correct, well_formed=jnp.ones(n, bool), answer=jnp.zeros(n, jnp.int32),
-                    length=jnp.ones(n, jnp.int32))
-    reward = np.asarray(MODULES["verifier"].reward(params, graded, jax.random.key(1)))
+                    length=jnp.ones(n, jnp.int32), step_correct=jnp.zeros((n, 5), bool),
+                    depth=jnp.ones(n, jnp.int32), retry=jnp.zeros(n, bool), tool_calls=jnp.zeros(n, jnp.int32))
+    reward = np.asarray(MODULES["verifier"].reward(params, graded, jax.random.key(1), TaskWorld()))
     correct = np.asarray(correct)
     for rate, mask, hit in ((0.15, ~correct, reward == 1), (0.3, correct, reward == 0)):
         m = mask.sum()
@@ -74,5 +76,7 @@ def test_noisy_verifier_measured_rates_match_its_parameters():
 def test_exact_verifier_is_the_truth():
     params = MODULES["verifier"].run_params(FACTORS["verifier"].level("exact"))
     correct = jnp.array([True, False, True, False])
-    graded = Graded(correct, jnp.ones(4, bool), jnp.zeros(4, jnp.int32), jnp.ones(4, jnp.int32))
-    assert np.asarray(MODULES["verifier"].reward(params, graded, jax.random.key(0))).tolist() == [1, 0, 1, 0]
+    graded = Graded(correct, jnp.ones(4, bool), jnp.zeros(4, jnp.int32), jnp.ones(4, jnp.int32),
+                    jnp.zeros((4, 5), bool), jnp.ones(4, jnp.int32), jnp.zeros(4, bool), jnp.zeros(4, jnp.int32))
+    reward = MODULES["verifier"].reward(params, graded, jax.random.key(0), TaskWorld())
+    assert np.asarray(reward).tolist() == [1, 0, 1, 0]

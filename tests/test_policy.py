@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from fi_sim.world import policy
-from fi_sim.world.chain import ChainWorld
+from fi_sim.world.tasks import TaskWorld
 from fi_sim.world.tokens import Vocab
 
-WORLD = ChainWorld()
+WORLD = TaskWorld()
 VOCAB = Vocab(WORLD)
 CONFIG = policy.PolicyConfig(VOCAB.size, VOCAB.sequence_length, width=16, num_layers=2, num_heads=2)
 # compiled once here: the eager op-by-op path would dominate the test's time

@@ -12,11 +12,11 @@ from fi_sim.factors import FACTORS, MODULES
 from fi_sim.factors.budget import BudgetSpec
 from fi_sim.factors.distribution import depth_weights, skill_weights
 from fi_sim.train import PosttrainStatic, PretrainStatic, RunParams, make_posttrain, make_pretrain
-from fi_sim.world.chain import ChainWorld
+from fi_sim.world.tasks import TaskWorld
 from fi_sim.world.policy import PolicyConfig
 from fi_sim.world.tokens import Vocab
 
-WORLD = ChainWorld()
+WORLD = TaskWorld()
 VOCAB = Vocab(WORLD)
 CONFIG = PolicyConfig(VOCAB.size, VOCAB.sequence_length, width=32, num_layers=2, num_heads=2)
 PASS1 = (BudgetSpec("pass@1", "pass_at_k", 1, 1.0),)
@@ -28,14 +28,15 @@ def _level(factor, spec):
 
 @pytest.fixture(scope="module")
 def bases():
-    """Two bases pretrained in one vmapped call: narrow with no trace of skills 4-5, and the default narrow
-    (skills 4-5 rare)."""
-    levels = [_level("base", {"preset": "narrow", "rare_skills": []}), _level("base", "narrow")]
+    """Three bases pretrained in one vmapped call: narrow with no trace of skills 4-5, the default narrow
+    (skills 4-5 rare), and a contaminated one (half the evaluation items leaked with their answers)."""
+    levels = [_level("base", {"preset": "narrow", "rare_skills": []}), _level("base", "narrow"),
+              _level("base", "contaminated")]
     params = stack([MODULES["base"].run_params(lv, WORLD) for lv in levels])
     pretrain = jax.jit(jax.vmap(make_pretrain(PretrainStatic(WORLD, CONFIG, 600, 128))))
-    trained, losses = pretrain(params, jax.random.split(jax.random.key(11), 2))
+    trained, losses = pretrain(params, jax.random.split(jax.random.key(11), 3))
     assert np.all(np.asarray(losses[:, -50:]).mean(1) < np.asarray(losses[:, :50]).mean(1))
-    return [jax.tree.map(lambda x, i=i: x[i], trained) for i in range(2)]
+    return [jax.tree.map(lambda x, i=i: x[i], trained) for i in range(3)]
 
 
 def _scratchpad_accuracy(params, skills, depths, size=256, seed=0):
@@ -77,3 +78,18 @@ def test_posttraining_at_the_edge_with_an_exact_verifier_raises_true_pass_at_1(b
     assert acc[-20:].mean() > acc[:20].mean() + 0.1
     # the exact verifier's reward is the truth
     np.testing.assert_allclose(np.asarray(log.proxy_reward), acc)
+
+
+def test_a_contaminated_base_answers_its_leaked_items_far_above_its_clean_accuracy(bases):
+    contaminated = bases[2]
+    items = WORLD.eval_items()
+    evaluate = jax.jit(make_evaluate(EvalStatic(WORLD, CONFIG, PASS1, 4)))
+    scaffold = MODULES["scaffold"].run_params(_level("scaffold", "direct"), VOCAB)
+    verifier = MODULES["verifier"].run_params(_level("verifier", "exact"))
+    r = evaluate(contaminated, scaffold, verifier, items, jax.random.key(3), 0.5)
+    overall, clean = float(r.true_score[0]), float(r.clean_score[0])
+    leaked = 2 * overall - clean  # half the items are leaked: overall = (leaked + clean) / 2
+    assert leaked > clean + 0.3, (leaked, clean)
+    # the uncontaminated narrow base shows no such gap
+    r0 = evaluate(bases[1], scaffold, verifier, items, jax.random.key(3), 0.5)
+    assert abs((2 * float(r0.true_score[0]) - float(r0.clean_score[0])) - float(r0.clean_score[0])) < 0.15

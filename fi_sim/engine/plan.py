@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from fi_sim.evaluate import EvalStatic, num_eval_samples
 from fi_sim.factors import FACTOR_NAMES, MODULES
+from fi_sim.engine.runfn import run_statics
 from fi_sim.interface import TRAINING_FACTORS, content_hash, stable_run_id
 from fi_sim.study import Study
 from fi_sim.train import PosttrainStatic, PretrainStatic
@@ -134,16 +135,11 @@ def make_plan(study: Study, chunk_size: int | None = None) -> Plan:
 
     groups: dict[GroupStatic, Group] = {}
     base_evals: dict[tuple[int, int, int], BaseEvalJob] = {}
-    b_axis, o_axis = TRAINING_FACTORS.index("base"), TRAINING_FACTORS.index("optimizer")
+    b_axis = TRAINING_FACTORS.index("base")
     s_axis, v_axis = TRAINING_FACTORS.index("scaffold"), TRAINING_FACTORS.index("verifier")
     for cell in training_cells(study):
         base_level = study.factors["base"][cell[b_axis]]
-        opt = study.factors["optimizer"][cell[o_axis]].params
-        static = GroupStatic(
-            PosttrainStatic(world, policy_config(study, base_level), opt["steps"], opt["prompts_per_step"],
-                            opt["samples_per_prompt"]),
-            EvalStatic(world, policy_config(study, base_level), budgets, num_samples),
-        )
+        static = GroupStatic(*run_statics(study, cell, policy_config(study, base_level), budgets, num_samples))
         group = groups.setdefault(static, Group(len(groups), static))
         levels = {f: study.factors[f][i] for f, i in zip(TRAINING_FACTORS, cell)}
         for seed in study.seeds:

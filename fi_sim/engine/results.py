@@ -27,29 +27,44 @@ TRAIN_DIMS = TRAINING_FACTORS + ("seed",)
 BUDGET_DIMS = FACTOR_NAMES + ("seed",)
 FRACTION = "fraction of held-out items"
 
-# name -> (dims kind, truth, units, description)
+# name -> (dims kind, source, truth, units, description). Source: "run" (a post-training run's output),
+# "base" (its base's evaluation), "derived" (computed here from the others).
 VARIABLES = {
-    "gain": ("budget", "true", FRACTION, "score after post-training minus the base's score under the same budget, "
-             "on the same held-out items with the same sampling key"),
-    "score": ("budget", "true", FRACTION, "score of the post-trained policy under the budget"),
-    "base_score": ("budget", "true", FRACTION, "score of the run's base under the same budget"),
-    "proxy_gain": ("budget", "proxy", FRACTION, "gain as the run's verifier would measure it"),
-    "proxy_score": ("budget", "proxy", FRACTION, "score of the post-trained policy as the run's verifier scores it"),
-    "base_proxy_score": ("budget", "proxy", FRACTION, "score of the base as the run's verifier scores it"),
-    "score_by_depth": ("budget_depth", "true", FRACTION, "score of the post-trained policy by chain depth"),
-    "base_score_by_depth": ("budget_depth", "true", FRACTION, "score of the base by chain depth"),
-    "train_proxy_reward": ("train", "proxy", "mean reward", "mean verifier reward over the last 10% of steps"),
-    "train_true_accuracy": ("train", "true", "fraction of samples", "share of truly correct samples over the last 10% of steps"),
-    "reward_false_positive_rate": ("train", "channel", "probability",
+    "gain": ("budget", "derived", "true", FRACTION, "score after post-training minus the base's score under the "
+             "same budget, on the same held-out items with the same sampling key"),
+    "score": ("budget", "run", "true", FRACTION, "score of the post-trained policy under the budget"),
+    "base_score": ("budget", "base", "true", FRACTION, "score of the run's base under the same budget"),
+    "proxy_gain": ("budget", "derived", "proxy", FRACTION, "gain as the run's verifier would measure it"),
+    "proxy_score": ("budget", "run", "proxy", FRACTION, "score of the post-trained policy as the run's verifier "
+                    "scores it"),
+    "base_proxy_score": ("budget", "base", "proxy", FRACTION, "score of the base as the run's verifier scores it"),
+    "clean_score": ("budget", "run", "true", FRACTION, "score of the post-trained policy on the evaluation items "
+                    "neither its base nor its data can have seen"),
+    "score_by_depth": ("budget_depth", "run", "true", FRACTION, "score of the post-trained policy by chain depth"),
+    "base_score_by_depth": ("budget_depth", "base", "true", FRACTION, "score of the base by chain depth"),
+    "score_by_skill": ("budget_skill", "run", "true", FRACTION, "score of the post-trained policy on the items "
+                       "that use each skill"),
+    "eval_tokens_per_item": ("budget", "run", "true", "tokens", "tokens one evaluation item costs under the "
+                             "budget (tool costs included)"),
+    "train_proxy_reward": ("train", "run", "proxy", "mean reward", "mean verifier reward over the last 10% of steps"),
+    "train_true_accuracy": ("train", "run", "true", "fraction of samples", "share of truly correct episodes over "
+                            "the last 10% of steps"),
+    "reward_false_positive_rate": ("train", "run", "channel", "probability",
                                    "measured P(reward | answer wrong) over all post-training samples"),
-    "reward_false_negative_rate": ("train", "channel", "probability",
+    "reward_false_negative_rate": ("train", "run", "channel", "probability",
                                    "measured P(no reward | answer right) over all post-training samples"),
-    "kl_to_base": ("train", "true", "nats per sequence", "mean KL(policy || base) over the last 10% of steps"),
-    "train_tokens": ("train", "true", "tokens", "tokens generated during post-training"),
-    "eval_tokens": ("train", "true", "tokens", "tokens generated evaluating the post-trained policy (all budgets)"),
-    "curve_proxy_reward": ("train_step", "proxy", "mean reward", "mean verifier reward per window of steps"),
-    "curve_true_accuracy": ("train_step", "true", "fraction of samples", "share of truly correct samples per window"),
-    "curve_kl": ("train_step", "true", "nats per sequence", "KL(policy || base) per window of steps"),
+    "kl_to_base": ("train", "run", "true", "nats per sequence", "mean KL(policy || base) over the last 10% of steps"),
+    "entropy": ("train", "run", "true", "nats per token", "mean policy entropy over the last 10% of steps"),
+    "clip_fraction": ("train", "run", "true", "fraction of tokens", "share of trained tokens whose ratio was "
+                      "clipped (PPO)"),
+    "train_tool_calls": ("train", "run", "true", "calls", "tool calls during post-training"),
+    "train_tokens": ("train", "run", "true", "tokens", "tokens generated during post-training, tool costs included"),
+    "eval_tokens": ("train", "run", "true", "tokens", "tokens generated evaluating the post-trained policy "
+                    "(all budgets)"),
+    "curve_proxy_reward": ("train_step", "run", "proxy", "mean reward", "mean verifier reward per window of steps"),
+    "curve_true_accuracy": ("train_step", "run", "true", "fraction of samples", "share of truly correct episodes "
+                            "per window"),
+    "curve_kl": ("train_step", "run", "true", "nats per sequence", "KL(policy || base) per window of steps"),
 }
 STATUS = {"not_run": -1, "ok": 0, "nonfinite": 1}
 
@@ -58,6 +73,7 @@ def _dims(kind: str) -> tuple[str, ...]:
     return {
         "budget": BUDGET_DIMS,
         "budget_depth": BUDGET_DIMS + ("depth",),
+        "budget_skill": BUDGET_DIMS + ("skill",),
         "train": TRAIN_DIMS,
         "train_step": TRAIN_DIMS + ("step",),
     }[kind]
@@ -68,6 +84,7 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
     coords = {f: study.level_names(f) for f in FACTOR_NAMES}
     coords["seed"] = list(study.seeds)
     coords["depth"] = list(range(1, study.world.max_depth + 1))
+    coords["skill"] = list(range(study.world.num_skills))
     steps = sorted({(i + 1) * curve_stride(g.static.posttrain.steps)
                     for g in plan.groups for i in range(g.static.posttrain.steps // curve_stride(g.static.posttrain.steps))})
     coords["step"] = steps
@@ -85,8 +102,11 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
     bi = FACTOR_NAMES.index("budget")
 
     base_eval: dict[int, dict] = {}
-    for c in range(0, len(plan.base_evals), plan.chunk_size):
-        chunk = plan.base_evals[c : c + plan.chunk_size]
+    by_static: dict = {}  # chunked per compiled evaluation, as the runner writes them
+    for job in plan.base_evals:
+        by_static.setdefault(job.static, []).append(job)
+    chunks = [jobs[c : c + plan.chunk_size] for jobs in by_static.values() for c in range(0, len(jobs), plan.chunk_size)]
+    for chunk in chunks:
         arrays, _ = rd.read("base_evals", base_eval_name(chunk))
         for row, job in enumerate(chunk):
             if int(arrays["job"][row]) != job.index:
@@ -112,16 +132,15 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
                 cell6 = list(run.cell)
                 cell6.insert(bi, b)
                 idx = tuple(cell6) + (seed_pos[run.seed],)
-                before = base_eval[run.base_eval]
-                for name in ("score", "proxy_score", "score_by_depth"):
-                    data[name][idx] = arrays[name][row, b]
-                for name in ("base_score", "base_proxy_score", "base_score_by_depth"):
-                    data[name][idx] = before[name][b]
-            for name in ("train_proxy_reward", "train_true_accuracy", "reward_false_positive_rate",
-                         "reward_false_negative_rate", "kl_to_base", "train_tokens", "eval_tokens"):
-                data[name][tcell] = arrays[name][row]
-            for name in ("curve_proxy_reward", "curve_true_accuracy", "curve_kl"):
-                data[name][tcell + (step_idx,)] = arrays[name][row]
+                for name, (kind, source, *_r) in VARIABLES.items():
+                    if kind.startswith("budget") and source != "derived":
+                        values = arrays if source == "run" else base_eval[run.base_eval]
+                        data[name][idx] = values[name][row, b] if source == "run" else values[name][b]
+            for name, (kind, source, *_r) in VARIABLES.items():
+                if kind == "train":
+                    data[name][tcell] = arrays[name][row]
+                elif kind == "train_step":
+                    data[name][tcell + (step_idx,)] = arrays[name][row]
 
     if study.design == "listed":  # keep only the budget levels each listed cell asks for
         mask = np.zeros([sizes[f] for f in FACTOR_NAMES], bool)
@@ -139,7 +158,7 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
         warnings.warn(f"{bad} run(s) produced non-finite values; marked in `status` and left out (NaN)")
 
     variables = {}
-    for name, (kind, truth, units, description) in VARIABLES.items():
+    for name, (kind, _source, truth, units, description) in VARIABLES.items():
         variables[name] = xr.Variable(_dims(kind), data[name],
                                       attrs={"description": description, "units": units, "truth": truth})
     variables["status"] = xr.Variable(TRAIN_DIMS, status, attrs={
@@ -150,6 +169,7 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
     variables["run_id"] = xr.Variable(TRAIN_DIMS, run_ids, attrs={"description": "stable run id (-1: not run)"})
     ds = xr.Dataset(variables, coords=coords)
     ds["depth"].attrs["description"] = "chain depth of the evaluation item"
+    ds["skill"].attrs["description"] = "skill id used by the evaluation item (at any step)"
     ds["step"].attrs["description"] = "post-training step at the end of each logged window"
     ds.attrs.update({
         "title": f"fi_sim study {study.name}",

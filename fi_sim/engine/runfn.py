@@ -11,10 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fi_sim.evaluate import eval_set, make_evaluate
+from fi_sim.evaluate import EvalStatic, make_evaluate
 from fi_sim.factors import MODULES
 from fi_sim.interface import TRAINING_FACTORS
-from fi_sim.train import RunParams, make_posttrain
+from fi_sim.train import PosttrainStatic, RunParams, make_posttrain
 from fi_sim.world.tokens import Vocab
 
 MAX_CURVE_POINTS = 50
@@ -28,8 +28,14 @@ def curve_stride(steps: int) -> int:
     return steps
 
 
+def exposed_share(study, cell) -> float:
+    """The prefix of the evaluation set a run may have seen: leaked into its base, or in its prompts."""
+    levels = {f: study.factors[f][i] for f, i in zip(TRAINING_FACTORS, cell)}
+    return max(levels["base"].params["leak_share"], MODULES["data"].exposed_share(levels["data"]))
+
+
 def run_params_for(study, cell) -> RunParams:
-    world = study.world.chain()
+    world = study.world.task_world()
     vocab = Vocab(world)
     levels = {f: study.factors[f][i] for f, i in zip(TRAINING_FACTORS, cell)}
     return RunParams(
@@ -37,6 +43,20 @@ def run_params_for(study, cell) -> RunParams:
         data=MODULES["data"].run_params(levels["data"], world),
         optimizer=MODULES["optimizer"].run_params(levels["optimizer"], world),
         scaffold=MODULES["scaffold"].run_params(levels["scaffold"], vocab),
+        exposed_share=np.float32(exposed_share(study, cell)),
+    )
+
+
+def run_statics(study, cell, policy_config, budgets, num_samples) -> tuple[PosttrainStatic, EvalStatic]:
+    """The static (shape) configuration of a training cell: what splits a study into compiled groups."""
+    world = study.world.task_world()
+    levels = {f: study.factors[f][i] for f, i in zip(TRAINING_FACTORS, cell)}
+    opt, data = levels["optimizer"].params, levels["data"].params
+    attempts = MODULES["scaffold"].attempts(levels["scaffold"])
+    return (
+        PosttrainStatic(world, policy_config, opt["steps"], opt["prompts_per_step"], opt["samples_per_prompt"],
+                        opt["inner_epochs"], data["pool_size"], attempts),
+        EvalStatic(world, policy_config, budgets, num_samples, attempts),
     )
 
 
@@ -56,7 +76,7 @@ def make_run(static, items):
     def run(base_params, run: RunParams, key_data, eval_key_data):
         key, eval_key = jax.random.wrap_key_data(key_data), jax.random.wrap_key_data(eval_key_data)
         trained, log = posttrain(base_params, run, key)
-        after = evaluate(trained, run.scaffold, run.verifier, items, eval_key)
+        after = evaluate(trained, run.scaffold, run.verifier, items, eval_key, run.exposed_share)
 
         def curve(x):
             return jnp.mean(x.reshape(-1, window), axis=1)
@@ -67,11 +87,17 @@ def make_run(static, items):
             "score": after.true_score,
             "proxy_score": after.proxy_score,
             "score_by_depth": after.true_by_depth,
+            "score_by_skill": after.true_by_skill,
+            "clean_score": after.clean_score,
+            "eval_tokens_per_item": after.tokens_per_item,
             "train_proxy_reward": jnp.mean(log.proxy_reward[-tail:]),
             "train_true_accuracy": jnp.mean(log.true_accuracy[-tail:]),
             "reward_false_positive_rate": jnp.where(wrong > 0, jnp.sum(log.false_positive) / jnp.maximum(wrong, 1), jnp.nan),
             "reward_false_negative_rate": jnp.where(right > 0, jnp.sum(log.false_negative) / jnp.maximum(right, 1), jnp.nan),
             "kl_to_base": jnp.mean(log.kl[-tail:]),
+            "entropy": jnp.mean(log.entropy[-tail:]),
+            "clip_fraction": jnp.mean(log.clip_fraction),
+            "train_tool_calls": jnp.sum(log.tool_calls),
             "train_tokens": jnp.sum(log.tokens),
             "eval_tokens": after.tokens,
             "curve_proxy_reward": curve(log.proxy_reward),
@@ -84,14 +110,5 @@ def make_run(static, items):
 
 
 def eval_items(world_settings):
-    skills, depths = eval_weights(world_settings)
-    return eval_set(world_settings.chain(), world_settings.eval_size, skills, depths, world_settings.seed)
-
-
-def eval_weights(w) -> tuple[np.ndarray, np.ndarray]:
-    """Skill and depth weights of the held-out evaluation set (uniform over the listed ones; [] = all)."""
-    skills = np.zeros(w.num_skills, np.float32)
-    skills[list(w.eval_skills) or slice(None)] = 1.0
-    depths = np.zeros(w.max_depth, np.float32)
-    depths[[d - 1 for d in w.eval_depths] or slice(None)] = 1.0
-    return skills / skills.sum(), depths / depths.sum()
+    """The study's held-out evaluation items (a property of its world)."""
+    return world_settings.task_world().eval_items()

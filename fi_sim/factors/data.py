@@ -1,8 +1,17 @@
-"""The data factor: the lineage of the post-training prompts.
+"""The data factor: the lineage of the post-training prompts and traces.
 
-The slice offers prompt distributions over skills and depths, placed relative to the bundled bases: within the
-narrow base's competence, at its edge, and beyond it. Prompts are always drawn from the training partition of
-problem space, so no evaluation item is seen in post-training.
+- difficulty: a distribution over skills and depths, placed relative to the bundled bases by the presets
+  (within the narrow base's competence, at its edge, beyond it);
+- diversity: fresh prompts every step, or a finite pool of `pool_size` unique prompts drawn once per run
+  (a shape: its own compiled group);
+- contamination: a share `eval_overlap` of the prompts (of the pool, when there is one) are evaluation items,
+  drawn from the first `eval_exposed_share` of the evaluation set (the rest of it stays clean, so a clean
+  score can be reported); otherwise prompts come from the training partition of problem space only;
+- teacher traces, used by the supervised optimizers (distill): a teacher is the exact solver whose every step is
+  wrong with probability `teacher_step_error` (a wrong step propagates), writing a share `teacher_scratchpad_share`
+  of its traces with a scratchpad and the rest as direct answers.
+
+The card records the data's provenance: generator, parameters, how the seed is derived, and the filters applied.
 """
 
 from __future__ import annotations
@@ -12,24 +21,75 @@ from typing import NamedTuple
 import numpy as np
 
 from fi_sim.factors.distribution import depth_weights, distribution_params, skill_weights
-from fi_sim.factors.registry import Factor, Mechanism, Preset
+from fi_sim.factors.registry import Factor, Mechanism, Param, Preset
 
-FACTOR = Factor("data", "the post-training prompt distribution")
+FACTOR = Factor("data", "the post-training prompt distribution and its lineage")
 
-FACTOR.add_mechanism(Mechanism("prompts", "fresh prompts every step from a distribution over skills and depths",
-                               distribution_params()))
+FACTOR.add_mechanism(Mechanism(
+    "prompts", "prompts from a distribution over skills and depths, fresh or from a pool, with teacher traces",
+    distribution_params() + (
+        Param("pool_size", "int", 0, "unique prompts in a finite pool (0: fresh prompts every step)", 0, 1_000_000,
+              static=True),
+        Param("eval_overlap", "float", 0.0, "share of prompts that are evaluation items (contamination)", 0.0, 1.0),
+        Param("eval_exposed_share", "float", 0.5, "share of the evaluation items those prompts are drawn from",
+              0.0, 1.0),
+        Param("teacher_step_error", "float", 0.0, "teacher's per-step error rate q", 0.0, 1.0),
+        Param("teacher_scratchpad_share", "float", 1.0, "share of teacher traces written with a scratchpad "
+              "(the rest are direct answers)", 0.0, 1.0),
+    )))
+
+EDGE = {"skills": [4, 5], "rare_skills": [0, 1, 2, 3], "rare_weight": 0.2, "depths": [2, 3]}
 FACTOR.add_preset(Preset("within", "prompts", "skills 0-3 at depths 1-3: inside the narrow base's competence",
                          {"skills": [0, 1, 2, 3], "depths": [1, 2, 3]}))
 FACTOR.add_preset(Preset("edge", "prompts",
                          "chains of depth 2-3, mostly skills 4-5 (rare in the narrow base), skills 0-3 at 20% weight",
-                         {"skills": [4, 5], "rare_skills": [0, 1, 2, 3], "rare_weight": 0.2, "depths": [2, 3]}))
+                         EDGE))
 FACTOR.add_preset(Preset("beyond", "prompts", "skills 4-5 at depth 4: nothing the narrow base can do",
                          {"skills": [4, 5], "depths": [4]}))
+FACTOR.add_preset(Preset("edge_pool16", "prompts", "edge, but only 16 unique prompts reused all run",
+                         dict(EDGE, pool_size=16)))
+FACTOR.add_preset(Preset("edge_contaminated", "prompts", "edge, with half of the prompts drawn from the "
+                         "evaluation set", dict(EDGE, eval_overlap=0.5)))
+FACTOR.add_preset(Preset("teacher_exact", "prompts", "edge prompts with exact teacher traces (for distill)", EDGE))
+FACTOR.add_preset(Preset("teacher_noisy", "prompts", "edge prompts with a teacher wrong on 20% of steps",
+                         dict(EDGE, teacher_step_error=0.2)))
+
 
 class DataParams(NamedTuple):
     skill_weights: np.ndarray
     depth_weights: np.ndarray
+    eval_overlap: np.ndarray
+    eval_exposed_share: np.ndarray
+    teacher_step_error: np.ndarray
+    teacher_scratchpad_share: np.ndarray
 
 
 def run_params(level, world) -> DataParams:
-    return DataParams(skill_weights(level.params, world), depth_weights(level.params, world))
+    p = level.params
+    return DataParams(skill_weights(p, world), depth_weights(p, world), np.float32(p["eval_overlap"]),
+                      np.float32(p["eval_exposed_share"]), np.float32(p["teacher_step_error"]),
+                      np.float32(p["teacher_scratchpad_share"]))
+
+
+def exposed_share(level) -> float:
+    """Share of the evaluation items (a prefix of the evaluation set) these prompts can contain."""
+    return level.params["eval_exposed_share"] if level.params["eval_overlap"] > 0 else 0.0
+
+
+def provenance(level) -> dict:
+    """Where the post-training data comes from, for the interface card."""
+    p = level.params
+    filters = ["training partition of problem space (held-out evaluation items excluded)"]
+    if p["eval_overlap"] > 0:
+        filters = [f"{p['eval_overlap']:.0%} of prompts drawn from the first {p['eval_exposed_share']:.0%} of the "
+                   "evaluation items (contamination)"]
+    return {
+        "generator": "the world's exact solver as teacher"
+        + (f", each step wrong with probability {p['teacher_step_error']}" if p["teacher_step_error"] else ""),
+        "prompts": "fresh every step" if not p["pool_size"] else f"a pool of {p['pool_size']} unique prompts",
+        "seed": "derived per run: fold_in(fold_in(study key, run id), post-training stage), then by step",
+        "filters": filters,
+    }
+
+
+FACTOR.card_extra = lambda level: {"provenance": provenance(level)}

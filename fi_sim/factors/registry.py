@@ -124,12 +124,18 @@ class Level:
     params: Mapping[str, Any]
 
     def card(self) -> dict:
-        return {
+        from fi_sim.factors import FACTORS  # the factor may add derived records (e.g. data provenance)
+
+        card = {
             "level": self.name,
             "preset": self.preset,
             "mechanism": self.mechanism,
             "params": {k: self.params[k] for k in sorted(self.params)},
         }
+        factor = FACTORS.get(self.factor)
+        if factor is not None and factor.card_extra is not None:
+            card.update(factor.card_extra(self))
+        return card
 
     def static_items(self, factor: "Factor") -> tuple:
         mech = factor.mechanisms[self.mechanism]
@@ -146,6 +152,8 @@ class Factor:
     doc: str
     mechanisms: dict[str, Mechanism] = field(default_factory=dict)
     presets: dict[str, Preset] = field(default_factory=dict)
+    # derived records a level's card carries beside its parameters (e.g. the data's provenance)
+    card_extra: Callable[["Level"], dict] | None = None
 
     def add_mechanism(self, mechanism: Mechanism) -> Mechanism:
         self.mechanisms[mechanism.name] = mechanism

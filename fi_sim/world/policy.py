@@ -151,37 +151,51 @@ def apply(config: PolicyConfig, params, tokens):
 
 
 class Sample(NamedTuple):
-    response: jax.Array  # int32 [B, R]; PAD after the end of generation
+    response: jax.Array  # int32 [B, R]: the context stream (tool results stand where the policy called TOOL)
     mask: jax.Array  # bool [B, R]; the tokens the policy actually generated
-    logprob: jax.Array  # float [B, R]; log-prob of each generated token at the sampling temperature
+    logprob: jax.Array  # float [B, R]; log-prob of each generated action at the sampling temperature
+    actions: jax.Array  # int32 [B, R]: what the policy chose (TOOL where it called the tool)
 
 
-def sample(config: PolicyConfig, params, prompts, key, temperature, response_length: int, limit, eos: int, pad: int):
+def sample(config: PolicyConfig, params, prompts, key, temperature, response_length: int, limit, eos: int, pad: int,
+           *, stop_token: int = -1, tool_token: int = -1, num_values: int = 0, tool_steps=None, tools_allowed=False):
     """Sample responses to prompts [B, P] autoregressively with a KV cache.
 
-    Generation stops at the first EOS or after `limit` tokens (a per-run scaffold parameter, traced);
-    later positions hold PAD and are masked out. `temperature` is traced (> 0).
+    Generation stops at the first EOS (or `stop_token`) or after `limit` tokens (a per-run scaffold parameter,
+    traced); later positions hold PAD and are masked out. `temperature` is traced (> 0).
+
+    Tools: with `tools_allowed` (traced), a sampled `tool_token` is an action whose result the environment
+    writes into the context in its place: the exact value of the next step, taken from `tool_steps` [B, D]
+    (the solver's v_1..v_D, -1 past the depth) by counting the values (ids < `num_values`) already written —
+    or EOS when no step is left. The policy is scored on its action (TOOL), and conditions on the result.
     """
     model = Policy(config)
     B, P = prompts.shape
     logits, cache = model.apply({"params": params}, prompts, method=Policy.prefill)
-    last = logits[:, -1]
+    if tool_steps is None:
+        tool_steps = jnp.full((B, 1), -1, jnp.int32)
+    D = tool_steps.shape[1]
 
     def step(carry, t):
-        last_logits, cache, done = carry
+        last_logits, cache, done, written = carry
         scaled = last_logits / temperature
-        token = jax.random.categorical(jax.random.fold_in(key, t), scaled, axis=-1)
-        logp = jnp.take_along_axis(jax.nn.log_softmax(scaled, -1), token[:, None], -1)[:, 0]
+        action = jax.random.categorical(jax.random.fold_in(key, t), scaled, axis=-1)
+        logp = jnp.take_along_axis(jax.nn.log_softmax(scaled, -1), action[:, None], -1)[:, 0]
         active = (~done) & (t < limit)
-        token = jnp.where(active, token, pad)
-        done = done | (token == eos) | ~active
+        action = jnp.where(active, action, pad)
+        called = jnp.asarray(tools_allowed) & (action == tool_token) & active
+        result = jnp.take_along_axis(tool_steps, jnp.minimum(written, D - 1)[:, None], 1)[:, 0]
+        result = jnp.where((written < D) & (result >= 0), result, eos)
+        token = jnp.where(called, result, action)
+        written = written + (active & (token >= 0) & (token < num_values)).astype(jnp.int32)
+        done = done | (token == eos) | (token == stop_token) | ~active
         next_logits, cache = model.apply({"params": params}, cache, token, P + t, method=Policy.decode)
-        return (next_logits, cache, done), (token, active, jnp.where(active, logp, 0.0))
+        return (next_logits, cache, done, written), (token, action, active, jnp.where(active, logp, 0.0))
 
-    carry = (last, cache, jnp.zeros((B,), bool))
+    carry = (logits[:, -1], cache, jnp.zeros((B,), bool), jnp.zeros((B,), jnp.int32))
     # The last decode call is wasted work, but keeps the step uniform (cheap at these lengths).
-    _, (tokens, active, logp) = jax.lax.scan(step, carry, jnp.arange(response_length))
-    return Sample(tokens.T.astype(jnp.int32), active.T, logp.T)
+    _, (tokens, actions, active, logp) = jax.lax.scan(step, carry, jnp.arange(response_length))
+    return Sample(tokens.T.astype(jnp.int32), active.T, logp.T, actions.T.astype(jnp.int32))
 
 
 def token_logits(config: PolicyConfig, params, prompts, responses):
@@ -191,7 +205,9 @@ def token_logits(config: PolicyConfig, params, prompts, responses):
     return logits[:, prompts.shape[1] - 1 :]
 
 
-def token_logprobs(config: PolicyConfig, params, prompts, responses, temperature=1.0):
-    """Log-probabilities [B, R] of the given response tokens, each given everything before it."""
+def token_logprobs(config: PolicyConfig, params, prompts, responses, temperature=1.0, actions=None):
+    """Log-probabilities [B, R] of the policy's actions (default: the response tokens themselves), each given
+    the context before it (prompt and earlier response tokens, tool results included)."""
     logits = token_logits(config, params, prompts, responses) / temperature
-    return jnp.take_along_axis(jax.nn.log_softmax(logits, -1), responses[..., None], -1)[..., 0]
+    actions = responses if actions is None else actions
+    return jnp.take_along_axis(jax.nn.log_softmax(logits, -1), actions[..., None], -1)[..., 0]

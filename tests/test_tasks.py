@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fi_sim.errors import ValidationError
-from fi_sim.world.chain import ChainWorld, Problems
+from fi_sim.world.tasks import TaskWorld, Problems
 from fi_sim.world.tokens import Vocab
 
-WORLD = ChainWorld(modulus=10, num_skills=6, max_depth=4, seed=3)
+WORLD = TaskWorld(modulus=10, num_skills=6, max_depth=4, seed=3)
 
 
 def test_permutations_are_permutations_and_depend_on_the_seed():
@@ -19,7 +19,7 @@ def test_permutations_are_permutations_and_depend_on_the_seed():
     assert table.shape == (6, 10)
     for row in table:
         assert sorted(row.tolist()) == list(range(10))
-    other = np.asarray(ChainWorld(modulus=10, num_skills=6, max_depth=4, seed=4).permutation_table)
+    other = np.asarray(TaskWorld(modulus=10, num_skills=6, max_depth=4, seed=4).permutation_table)
     assert not np.array_equal(table, other)
 
 
@@ -62,7 +62,7 @@ def test_depth_one_items_are_primitives_shared_by_both_partitions():
 
 def test_invalid_world_names_the_field():
     with pytest.raises(ValidationError) as err:
-        ChainWorld(modulus=10, num_skills=0, max_depth=40)
+        TaskWorld(modulus=10, num_skills=0, max_depth=40)
     assert set(err.value.fields) == {"world.num_skills", "world.max_depth"}
     assert "got 40" in str(err.value) and "1..16" in str(err.value)
 

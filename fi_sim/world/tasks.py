@@ -1,0 +1,222 @@
+"""Task families with exact solutions: a problem is a start value and a sequence of skills, solved step by step.
+
+Every family shares one problem shape, (x0, s_1..s_d) over values in Z_m, and one step trace v_0 = x0,
+v_1, ..., v_d (the answer), so every factor level (verifier, scaffold, data, ...) works across families.
+Families differ in what a skill does:
+
+- **chain**: each of `num_skills` skills is a fixed random permutation of Z_m drawn from the world seed;
+  v_i = f_{s_i}(v_{i-1}).
+- **parity**: values are bits and the two skills are "keep" and "flip"; v_i = v_{i-1} XOR s_i, so the answer is
+  the parity of the skill string (with the start bit). A direct answer needs a d-fold composition, while each
+  scratchpad step is one XOR: intermediate steps make the task learnable.
+- **dag**: arithmetic over a small dependency graph: skill s is an operation (add or multiply mod m) and a lag;
+  v_i = v_{i-1} (op) v_{max(i-1-lag, 0)}. The number of operations is the depth and the step trace is the
+  evaluation in topological order; each step reads two earlier values.
+
+The difficulty knob is the depth d; skills are the skill labels.
+
+Problems are fixed-shape arrays (skills padded to `max_depth`) so that sampling, solving and encoding are
+jit-able and vmappable. Which problems are held out for evaluation is a fixed partition of the problem space
+(`is_heldout`), so the post-training data can never contain an evaluation item unless a factor level asks
+for contamination on purpose. The partition covers chains of depth >= 2: a depth-1 problem is a primitive
+skill itself (one entry of its permutation table), which cannot be hidden without hiding the skill, so
+depth-1 items are shared by training and evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fi_sim.errors import Problem, ValidationError
+
+
+class Problems(NamedTuple):
+    """A batch of chain problems (leading dimensions are free)."""
+
+    x0: jax.Array  # int32 [...], the start value in Z_m
+    skills: jax.Array  # int32 [..., max_depth], skill ids; entries at index >= depth are 0 and ignored
+    depth: jax.Array  # int32 [...], in 1..max_depth
+
+
+class Solution(NamedTuple):
+    steps: jax.Array  # int32 [..., max_depth], v_1..v_d; entries at index >= depth are -1
+    answer: jax.Array  # int32 [...], v_d
+
+
+FAMILIES = ("chain", "parity", "dag")
+
+
+@dataclass(frozen=True)
+class TaskWorld:
+    """Static description of a task world. Hashable, so it can be a static jit argument."""
+
+    modulus: int = 10
+    num_skills: int = 6
+    max_depth: int = 4
+    seed: int = 0
+    # One problem in `heldout_period` (a fixed partition of problem space) is reserved for evaluation.
+    heldout_period: int = 5
+    family: str = "chain"
+    # the held-out evaluation set: `eval_size` items from the evaluation partition, uniform over the listed
+    # skills and depths (empty: all), drawn from the world seed
+    eval_size: int = 256
+    eval_skills: tuple = ()
+    eval_depths: tuple = ()
+    permutations: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        problems = []
+        if self.family not in FAMILIES:
+            raise ValidationError(Problem("world.family", self.family, " or ".join(map(repr, FAMILIES))))
+        if self.family == "parity" and (self.modulus, self.num_skills) != (2, 2):
+            problems.append(Problem("world.modulus/num_skills", (self.modulus, self.num_skills),
+                                    "modulus = 2 and num_skills = 2 for the parity family (keep, flip)"))
+        if self.family == "dag" and self.num_skills % 2:
+            problems.append(Problem("world.num_skills", self.num_skills,
+                                    "an even number for the dag family (add and multiply at each lag)"))
+        if not (2 <= self.modulus <= 64):
+            problems.append(Problem("world.modulus", self.modulus, "an integer in 2..64"))
+        if not (1 <= self.num_skills <= 32):
+            problems.append(Problem("world.num_skills", self.num_skills, "an integer in 1..32"))
+        if not (1 <= self.max_depth <= 16):
+            problems.append(Problem("world.max_depth", self.max_depth, "an integer in 1..16"))
+        if not (2 <= self.heldout_period <= self.modulus):
+            problems.append(
+                Problem("world.heldout_period", self.heldout_period, f"an integer in 2..modulus ({self.modulus})")
+            )
+        if problems:
+            raise ValidationError(problems)
+        if self.family == "chain":
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xC4A1]))
+            perms = np.stack([rng.permutation(self.modulus) for _ in range(self.num_skills)]).astype(np.int32)
+        elif self.family == "parity":
+            perms = np.array([[0, 1], [1, 0]], np.int32)  # keep, flip
+        else:
+            perms = np.zeros((0, self.modulus), np.int32)
+        object.__setattr__(self, "permutations", tuple(map(tuple, perms.tolist())))
+
+    @property
+    def permutation_table(self) -> jax.Array:
+        """int32 [num_skills, modulus]: row s is the permutation f_s (chain and parity families)."""
+        return jnp.asarray(np.asarray(self.permutations, dtype=np.int32))
+
+    def dag_skill(self, skill):
+        """(operation, lag) of a dag skill: operation 0 adds, 1 multiplies; lag in 0..num_skills/2 - 1."""
+        return skill % 2, skill // 2
+
+    def step_value(self, history, i, skill):
+        """v_{i+1} from the values so far. history: [..., max_depth + 1] holding v_0..v_i (later entries ignored)."""
+        prev = jnp.take_along_axis(history, jnp.broadcast_to(jnp.asarray(i), history.shape[:-1])[..., None], -1)[..., 0]
+        if self.family in ("chain", "parity"):
+            return self.permutation_table[skill, prev]
+        op, lag = self.dag_skill(skill)
+        j = jnp.maximum(i - lag, 0)
+        other = jnp.take_along_axis(history, jnp.broadcast_to(j, history.shape[:-1])[..., None], -1)[..., 0]
+        return jnp.where(op == 0, prev + other, prev * other) % self.modulus
+
+    # ------------------------------------------------------------------ exact solver
+    def solve(self, problems: Problems, key=None, step_error=0.0) -> Solution:
+        """Exact answer and every intermediate value, vectorised over any leading dimensions.
+
+        With a `key` and a per-step error rate, a faulty solver (a teacher): each step is replaced, with that
+        probability, by a uniformly drawn different value, and later steps build on the wrong value."""
+        x0 = jnp.asarray(problems.x0)
+        skills = jnp.asarray(problems.skills)
+        depth = jnp.asarray(problems.depth)
+        history = jnp.zeros(x0.shape + (self.max_depth + 1,), jnp.int32).at[..., 0].set(x0)
+        if key is None:
+            errs = jnp.zeros((self.max_depth,) + x0.shape, bool)
+            shifts = jnp.zeros((self.max_depth,) + x0.shape, jnp.int32)
+        else:
+            k_err, k_val = jax.random.split(key)
+            errs = jax.random.uniform(k_err, (self.max_depth,) + x0.shape) < step_error
+            shifts = jax.random.randint(k_val, (self.max_depth,) + x0.shape, 1, self.modulus)
+
+        def step(carry, inputs):
+            history, value = carry
+            i, err, shift = inputs
+            new = self.step_value(history, i, skills[..., i])
+            new = jnp.where(err, (new + shift) % self.modulus, new)
+            active = i < depth
+            value = jnp.where(active, new, value)
+            history = history.at[..., i + 1].set(value)
+            return (history, value), jnp.where(active, value, -1)
+
+        # scan over the step axis: move it to the front
+        (_, answer), steps = jax.lax.scan(step, (history, x0), (jnp.arange(self.max_depth), errs, shifts))
+        return Solution(steps=jnp.moveaxis(steps, 0, -1).astype(jnp.int32), answer=answer.astype(jnp.int32))
+
+    # ------------------------------------------------------------------ held-out partition
+    def partition_code(self, skills: jax.Array, depth: jax.Array) -> jax.Array:
+        """An integer code of the skill sequence; (x0 + code) % heldout_period == 0 marks evaluation items."""
+        idx = jnp.arange(self.max_depth)
+        active = idx < depth[..., None]
+        weights = (idx + 1) * 7 + 3
+        return jnp.sum(jnp.where(active, (skills + 1) * weights, 0), axis=-1) + depth
+
+    def is_heldout(self, problems: Problems) -> jax.Array:
+        """True for evaluation-only problems (never for depth 1, see the module docstring)."""
+        code = self.partition_code(problems.skills, problems.depth)
+        return ((problems.x0 + code) % self.heldout_period == 0) & (problems.depth >= 2)
+
+    # ------------------------------------------------------------------ sampling
+    def sample(
+        self,
+        key: jax.Array,
+        skill_weights: jax.Array,
+        depth_weights: jax.Array,
+        num: int,
+        heldout: bool = False,
+    ) -> Problems:
+        """Sample `num` problems: depth ~ depth_weights (over 1..max_depth), each skill ~ skill_weights iid,
+        and x0 uniform over the values that put the problem in the training partition (or, with
+        `heldout=True`, in the evaluation partition; at depth 1, over all values). Weights need not be normalised; they are traced, so a
+        distribution can be a per-run (vmapped) parameter."""
+        k_depth, k_skill, k_x0 = jax.random.split(key, 3)
+        depth = 1 + jax.random.categorical(k_depth, jnp.log(jnp.maximum(depth_weights, 1e-30)), shape=(num,))
+        skills = jax.random.categorical(
+            k_skill, jnp.log(jnp.maximum(skill_weights, 1e-30)), shape=(num, self.max_depth)
+        )
+        idx = jnp.arange(self.max_depth)
+        skills = jnp.where(idx[None, :] < depth[:, None], skills, 0)
+        code = self.partition_code(skills, depth)
+        values = jnp.arange(self.modulus)
+        in_eval = (values[None, :] + code[:, None]) % self.heldout_period == 0  # [num, m]
+        primitive = (depth == 1)[:, None]  # depth-1 items belong to both partitions
+        allowed = (in_eval if heldout else ~in_eval) | primitive
+        count = jnp.sum(allowed, axis=-1)
+        u = jax.random.uniform(k_x0, (num,))
+        pick = jnp.floor(u * count).astype(jnp.int32)  # uniform index among the allowed values
+        x0 = jnp.argmax(jnp.cumsum(allowed, axis=-1) > pick[:, None], axis=-1)
+        return Problems(x0=x0.astype(jnp.int32), skills=skills.astype(jnp.int32), depth=depth.astype(jnp.int32))
+
+    def eval_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """Skill and depth weights of the evaluation set (uniform over the listed ones; empty = all)."""
+        skills = np.zeros(self.num_skills, np.float32)
+        skills[list(self.eval_skills) or slice(None)] = 1.0
+        depths = np.zeros(self.max_depth, np.float32)
+        depths[[d - 1 for d in self.eval_depths] or slice(None)] = 1.0
+        return skills / skills.sum(), depths / depths.sum()
+
+    def eval_items(self) -> Problems:
+        """The fixed held-out evaluation items (from the evaluation partition of problem space)."""
+        skills, depths = self.eval_weights()
+        key = jax.random.fold_in(jax.random.key(self.seed), 0xE7A1)
+        return self.sample(key, jnp.asarray(skills), jnp.asarray(depths), self.eval_size, heldout=True)
+
+    def brute_force_answer(self, x0: int, skills: list[int]) -> int:
+        """Reference implementation for tests: apply the skills one by one in plain Python."""
+        values = [int(x0)]
+        for s in skills:
+            if self.family == "dag":
+                op, lag = s % 2, s // 2
+                a, b = values[-1], values[max(len(values) - 1 - lag, 0)]
+                values.append((a + b) % self.modulus if op == 0 else (a * b) % self.modulus)
+            else:
+                values.append(int(self.permutations[s][values[-1]]))
+        return values[-1]
