@@ -26,6 +26,8 @@ from fi_sim.factors.verifier import VerifierParams
 from fi_sim.rollout import rollout
 from fi_sim.world import policy
 from fi_sim.world.policy import PolicyConfig
+from fi_sim.world.frozen import FrozenDataset
+from fi_sim.world.grading import grade
 from fi_sim.world.tasks import Problems, TaskWorld
 from fi_sim.world.tokens import Vocab
 
@@ -145,6 +147,7 @@ class PosttrainStatic:
     inner_epochs: int = 1
     pool_size: int = 0  # 0: fresh prompts every step
     attempts: int = 1  # attempts per episode (the retry scaffold)
+    frozen: FrozenDataset | None = None  # replay these tuples instead of sampling the policy
 
 
 class StepLog(NamedTuple):
@@ -266,8 +269,8 @@ def make_posttrain(static: PosttrainStatic):
         pool = draw_prompts(run.data, jax.random.fold_in(key, STAGE_POOL), static.pool_size) if static.pool_size else None
         is_distill = opt.kind == optimizer_factor.MECHANISMS.index("distill")
 
-        def step(carry, t):
-            params, opt_state = carry
+        def live_batch(params, t):
+            """Sample the policy under the run's scaffold and score it: the training batch of one step."""
             k_data, k_roll, k_teacher = jax.random.split(jax.random.fold_in(key, t), 3)
             if pool is None:
                 problems = draw_prompts(run.data, k_data, B)
@@ -288,10 +291,48 @@ def make_posttrain(static: PosttrainStatic):
             context = flat(jnp.where(is_distill, jnp.broadcast_to(t_context, ep.context.shape), ep.context))
             actions = flat(jnp.where(is_distill, jnp.broadcast_to(t_actions, ep.actions.shape), ep.actions))
             mask = flat(jnp.where(is_distill, t_mask, ep.mask))
-            weights = flat(weights)
-            sampled_logp = flat(ep.logprob)
             # the behaviour policy's log-probs: the samples' own; recomputed for teacher traces
-            logp_old = jnp.where(is_distill | (static.inner_epochs == 1), jnp.nan, sampled_logp)
+            logp_old = jnp.where(is_distill | (static.inner_epochs == 1), jnp.nan, flat(ep.logprob))
+            return (prompts_all, context, actions, mask, flat(weights), logp_old), ep
+
+        def frozen_batch(params, t):
+            """Draw B frozen prompts with their G frozen responses: the released tuples, replayed."""
+            data = static.frozen.arrays
+            k_data, k_reward = jax.random.split(jax.random.fold_in(key, t))
+            idx = jax.random.randint(k_data, (B,), 0, static.frozen.num_prompts)
+            Gf = static.frozen.group_size
+            problems = Problems(jnp.asarray(data["x0"])[idx], jnp.asarray(data["skills"])[idx],
+                                jnp.asarray(data["depth"])[idx])
+            rep = lambda x: jnp.repeat(x, Gf, axis=0)  # noqa: E731
+            flat = lambda x: jnp.asarray(x)[idx].reshape((B * Gf,) + x.shape[2:])  # noqa: E731
+            prompts, context, actions = rep(jnp.asarray(data["prompts"])[idx]), flat(data["context"]), flat(data["actions"])
+            limit = jnp.full((B * Gf,), vocab.response_length)
+            solution = world.solve(jax.tree.map(rep, problems))
+            graded = grade(vocab, context, limit, solution, rep(problems.depth), actions=actions)
+            rescored = verifier_factor.token_rewards(run.verifier, graded, k_reward, world)
+            frozen_r = flat(data["reward"])
+            last = jnp.arange(vocab.response_length) == jnp.clip(graded.length - 1, 0, vocab.response_length - 1)[:, None]
+            token_r = jnp.where(run.data.rescore > 0.5, rescored, last * frozen_r[:, None])
+            weights = token_weights(opt.kind, token_r[None], jnp.ones((1, B * Gf), bool), Gf, opt.normalize_advantage)[0]
+            mask = actions != vocab.pad
+            logp_old = jnp.where(static.inner_epochs == 1, jnp.nan, flat(data["logprob"]))
+            return (prompts, context, actions, mask, weights, logp_old), (graded, jnp.sum(token_r, -1))
+
+        def step(carry, t):
+            params, opt_state = carry
+            if static.frozen is None:
+                (prompts_all, context, actions, mask, weights, logp_old), ep = live_batch(params, t)
+                taken = ep.taken.astype(jnp.float32)
+                final = jax.nn.one_hot(ep.final, A, axis=0)  # [A, N]: the episode's last attempt
+                counts = verifier_factor.channel_counts(ep.graded, ep.reward, taken)
+                stats = (jnp.mean(ep.proxy), jnp.mean(ep.correct.astype(jnp.float32)),
+                         jnp.mean(jnp.sum(final * ep.graded.well_formed, 0)), jnp.sum(ep.tokens),
+                         jnp.sum(taken * ep.graded.tool_calls))
+            else:
+                (prompts_all, context, actions, mask, weights, logp_old), (graded, reward) = frozen_batch(params, t)
+                counts = verifier_factor.channel_counts(graded, reward)
+                stats = (jnp.mean(reward), jnp.mean(graded.correct.astype(jnp.float32)),
+                         jnp.mean(graded.well_formed.astype(jnp.float32)), jnp.zeros(()), jnp.zeros(()))
 
             def epoch(carry, _):
                 params, opt_state = carry
@@ -304,17 +345,12 @@ def make_posttrain(static: PosttrainStatic):
 
             (params, opt_state), (loss, kl, entropy, clip_fraction, gnorm) = jax.lax.scan(
                 epoch, (params, opt_state), None, length=static.inner_epochs)
-            taken = ep.taken.astype(jnp.float32)
-            final = jax.nn.one_hot(ep.final, A, axis=0)  # [A, N]: the episode's last attempt
-            counts = verifier_factor.channel_counts(ep.graded, ep.reward, taken)
+            proxy, accuracy, well_formed, tokens, tool_calls = stats
             log = StepLog(
-                proxy_reward=jnp.mean(ep.proxy),
-                true_accuracy=jnp.mean(ep.correct.astype(jnp.float32)),
-                well_formed=jnp.mean(jnp.sum(final * ep.graded.well_formed, 0)),
+                proxy_reward=proxy, true_accuracy=accuracy, well_formed=well_formed,
                 kl=kl[-1], entropy=entropy[-1], clip_fraction=clip_fraction[-1], grad_norm=gnorm[-1],
                 wrong=counts.wrong, false_positive=counts.false_positive, right=counts.right,
-                false_negative=counts.false_negative,
-                tokens=jnp.sum(ep.tokens), tool_calls=jnp.sum(taken * ep.graded.tool_calls), loss=loss[-1],
+                false_negative=counts.false_negative, tokens=tokens, tool_calls=tool_calls, loss=loss[-1],
             )
             return (params, opt_state), log
 

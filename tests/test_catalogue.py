@@ -16,6 +16,7 @@ from fi_sim.interface import Interface, WorldSettings
 from fi_sim.rollout import stopping
 from fi_sim.train import clipped_objective, token_weights
 from fi_sim.world import policy
+from fi_sim.world import frozen
 from fi_sim.world.grading import Graded, grade
 from fi_sim.world.tasks import Problems, TaskWorld
 from fi_sim.world.tokens import Vocab
@@ -242,6 +243,8 @@ def test_tool_calls_write_exact_steps_and_cost_tokens():
 
 # ------------------------------------------------------------------------------------------------ validation
 def _bad_value(param):
+    if param.kind == "text":
+        return "/no/such/file.npz"
     if param.kind == "bool":
         return "yes"
     if param.kind == "choice":
@@ -251,20 +254,32 @@ def _bad_value(param):
     return (param.high if param.high is not None else 1e9) * 10 + 1 if param.kind == "float" else -(10**9)
 
 
-def test_every_level_validates_its_parameters_and_writes_them_into_the_card():
+def _tiny_frozen_dataset(path):
+    M, G = 3, 2
+    arrays = {"x0": np.zeros(M, np.int32), "skills": np.zeros((M, WORLD.max_depth), np.int32),
+              "depth": np.ones(M, np.int32), "prompts": np.zeros((M, VOCAB.prompt_length), np.int32),
+              "context": np.zeros((M, G, R), np.int32), "actions": np.zeros((M, G, R), np.int32),
+              "logprob": np.zeros((M, G, R), np.float32), "reward": np.ones((M, G), np.float32)}
+    frozen.save(frozen.make(arrays, {"generator": "test"}), path)
+    return str(path)
+
+
+def test_every_level_validates_its_parameters_and_writes_them_into_the_card(tmp_path):
     world = WorldSettings()
     defaults = {"verifier": "exact", "base": "narrow", "data": "within", "optimizer": "reinforce",
                 "scaffold": "direct", "budget": "pass@1"}
+    files = {"dataset": _tiny_frozen_dataset(tmp_path / "frozen.npz")}
     checked = 0
     for fname in FACTOR_NAMES:
         factor = FACTORS[fname]
         for preset in factor.presets.values():
-            card = Interface.from_specs(world, dict(defaults, **{fname: preset.name})).card().content
             mech = factor.mechanisms[preset.mechanism]
+            spec = {"preset": preset.name, **{p.name: files[p.name] for p in mech.params if p.kind == "text"}}
+            card = Interface.from_specs(world, dict(defaults, **{fname: spec})).card().content
             assert set(card["factors"][fname]["params"]) == {p.name for p in mech.params}, preset.name
             for param in mech.params:
                 with pytest.raises(ValidationError) as err:
-                    factor.level({"preset": preset.name, param.name: _bad_value(param)}, world.task_world())
+                    factor.level(dict(spec, **{param.name: _bad_value(param)}), world.task_world())
                 assert err.value.fields == [f"factors.{fname}.{param.name}"], (preset.name, param.name)
                 checked += 1
     assert checked > 100
@@ -282,3 +297,14 @@ def test_task_families_solve_exactly():
     assert parity.brute_force_answer(1, [1, 0, 1, 1]) == 0  # 1 xor 1 xor 0 xor 1 xor 1
     with pytest.raises(ValidationError):
         TaskWorld(family="parity")  # needs modulus 2 and two skills
+
+
+def test_a_frozen_dataset_that_does_not_fit_the_world_is_refused(tmp_path):
+    path = _tiny_frozen_dataset(tmp_path / "ok.npz")
+    small = TaskWorld(max_depth=3)
+    with pytest.raises(ValidationError) as err:
+        FACTORS["data"].level({"preset": "frozen", "dataset": path}, small)
+    assert err.value.fields == ["factors.data.dataset"] and "shape" in str(err.value)
+    level = FACTORS["data"].level({"preset": "frozen", "dataset": path}, WORLD)
+    card = level.card()
+    assert card["provenance"]["sha256"] == frozen.load(path).sha256

@@ -55,7 +55,8 @@ def run_statics(study, cell, policy_config, budgets, num_samples) -> tuple[Postt
     attempts = MODULES["scaffold"].attempts(levels["scaffold"])
     return (
         PosttrainStatic(world, policy_config, opt["steps"], opt["prompts_per_step"], opt["samples_per_prompt"],
-                        opt["inner_epochs"], data["pool_size"], attempts),
+                        opt["inner_epochs"], data.get("pool_size", 0), attempts,
+                        MODULES["data"].frozen_dataset(levels["data"], world)),
         EvalStatic(world, policy_config, budgets, num_samples, attempts),
     )
 

@@ -25,6 +25,23 @@ from fi_sim.factors.registry import Factor, Mechanism, Param, Preset
 
 FACTOR = Factor("data", "the post-training prompt distribution and its lineage")
 
+def _dataset_ok(value, world):
+    from fi_sim.errors import ValidationError
+    from fi_sim.world import frozen
+
+    try:
+        frozen.load(value, world)
+    except ValidationError as err:
+        return "a frozen dataset file that fits this world: " + "; ".join(f"{p.field} {p.allowed}" for p in err.problems)
+    return None
+
+
+FACTOR.add_mechanism(Mechanism(
+    "frozen", "replay a frozen dataset of prompt-response-reward tuples (as released by a paper)",
+    (Param("dataset", "text", "runs/headline/frozen.npz", "path of the frozen dataset (.npz, see fi_sim.world.frozen)",
+           world_check=_dataset_ok, static=True),
+     Param("rescore", "bool", True, "score the frozen responses with the run's verifier (else: use the frozen "
+           "rewards)"))))
 FACTOR.add_mechanism(Mechanism(
     "prompts", "prompts from a distribution over skills and depths, fresh or from a pool, with teacher traces",
     distribution_params() + (
@@ -38,7 +55,9 @@ FACTOR.add_mechanism(Mechanism(
               "(the rest are direct answers)", 0.0, 1.0),
     )))
 
-EDGE = {"skills": [4, 5], "rare_skills": [0, 1, 2, 3], "rare_weight": 0.2, "depths": [2, 3]}
+FACTOR.add_preset(Preset("frozen", "frozen", "replay the headline experiment's frozen dataset, rescored by the run's "
+                         "verifier (generate it with experiments/headline.py)"))
+EDGE = {"skills": [4, 5], "rare_skills": [0, 1, 2, 3], "rare_weight": 0.2, "depths": [1, 2, 3]}
 FACTOR.add_preset(Preset("within", "prompts", "skills 0-3 at depths 1-3: inside the narrow base's competence",
                          {"skills": [0, 1, 2, 3], "depths": [1, 2, 3]}))
 FACTOR.add_preset(Preset("edge", "prompts",
@@ -62,23 +81,50 @@ class DataParams(NamedTuple):
     eval_exposed_share: np.ndarray
     teacher_step_error: np.ndarray
     teacher_scratchpad_share: np.ndarray
+    rescore: np.ndarray  # frozen data: the run's verifier rescores the frozen responses
 
 
 def run_params(level, world) -> DataParams:
     p = level.params
+    if level.mechanism == "frozen":  # the distribution fields are unused: prompts come from the file
+        uniform = np.full(world.num_skills, 1.0 / world.num_skills, np.float32)
+        return DataParams(uniform, np.full(world.max_depth, 1.0 / world.max_depth, np.float32), np.float32(0),
+                          np.float32(0), np.float32(0), np.float32(1), np.float32(p["rescore"]))
     return DataParams(skill_weights(p, world), depth_weights(p, world), np.float32(p["eval_overlap"]),
                       np.float32(p["eval_exposed_share"]), np.float32(p["teacher_step_error"]),
-                      np.float32(p["teacher_scratchpad_share"]))
+                      np.float32(p["teacher_scratchpad_share"]), np.float32(0))
+
+
+def frozen_dataset(level, world):
+    """The frozen dataset a level replays (None for generated prompts): part of the static configuration."""
+    if level.mechanism != "frozen":
+        return None
+    from fi_sim.world import frozen
+
+    return frozen.load(level.params["dataset"], world)
 
 
 def exposed_share(level) -> float:
     """Share of the evaluation items (a prefix of the evaluation set) these prompts can contain."""
+    if level.mechanism == "frozen":
+        return 0.0
     return level.params["eval_exposed_share"] if level.params["eval_overlap"] > 0 else 0.0
 
 
 def provenance(level) -> dict:
     """Where the post-training data comes from, for the interface card."""
     p = level.params
+    if level.mechanism == "frozen":
+        from pathlib import Path
+
+        from fi_sim.world import frozen
+
+        if not Path(p["dataset"]).exists():
+            return {"dataset": p["dataset"], "sha256": None}
+        ds = frozen.load(p["dataset"])
+        return {"dataset": p["dataset"], "sha256": ds.sha256, "prompts": ds.num_prompts,
+                "responses_per_prompt": ds.group_size, "generated_by": ds.provenance,
+                "rewards": "rescored by the run's verifier" if p["rescore"] else "as frozen"}
     filters = ["training partition of problem space (held-out evaluation items excluded)"]
     if p["eval_overlap"] > 0:
         filters = [f"{p['eval_overlap']:.0%} of prompts drawn from the first {p['eval_exposed_share']:.0%} of the "

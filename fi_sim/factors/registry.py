@@ -23,7 +23,7 @@ WorldCheck = Callable[[Any, Any], "str | None"]  # (value, world) -> message des
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str  # "float" | "int" | "bool" | "int_list" | "float_list" | "choice"
+    kind: str  # "float" | "int" | "bool" | "int_list" | "float_list" | "choice" | "text"
     default: Any
     doc: str
     low: float | None = None
@@ -43,6 +43,7 @@ class Param:
             "int_list": "a list of integers",
             "float_list": "a list of numbers",
             "choice": "one of " + ", ".join(repr(c) for c in self.choices),
+            "text": "a string",
         }[self.kind]
         if self.expand_all is not None:
             what = "'all' or " + what
@@ -59,6 +60,11 @@ class Param:
             return (value, None) if isinstance(value, bool) else bad
         if self.kind == "choice":
             return (value, None) if value in self.choices else bad
+        if self.kind == "text":
+            if not isinstance(value, str) or not value:
+                return bad
+            message = self.world_check(value, world) if self.world_check is not None and world is not None else None
+            return value, message
         if value == "all" and self.expand_all is not None:
             if world is None:
                 return value, None
