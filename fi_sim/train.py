@@ -93,6 +93,12 @@ def pretraining_batch(world: TaskWorld, vocab: Vocab, base: BaseParams, key, bat
     terminator = jnp.where(judged & (answer != exact.answer), vocab.special("RETRY"), vocab.eos)
     tool_mask = tools[:, None] & (jax.random.uniform(keys[5], exact.steps.shape) < 0.5)
     context, targets = vocab.write_trace(steps, answer, depth, scratch, terminator, tool_mask)
+    # a rambling trace does not stop: after its steps it writes random values up to the length limit
+    ramble = scratch & ~tools & ~judged & ~shortcut & (jax.random.uniform(keys[6], (batch_size,)) < base.ramble_share)
+    noise = jax.random.randint(keys[7], context.shape, 0, world.modulus)
+    rambled = jnp.where(jnp.arange(vocab.response_length) < depth[:, None], context, noise)
+    context = jnp.where(ramble[:, None], rambled, context)
+    targets = jnp.where(ramble[:, None], rambled, targets)
     mode = jnp.where(tools, vocab.special("TOOLS"), jnp.where(judged, vocab.special("JUDGED"),
                      jnp.where(scratch, vocab.special("SCRATCH"), vocab.special("DIRECT"))))
     return vocab.encode_prompt(problems, mode), context, targets

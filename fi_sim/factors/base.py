@@ -7,6 +7,7 @@ mixture, so what it can and cannot do is known:
   whether a (possibly faulty) trace is right (JUDGED protocol, for self-judged retry);
 - a shortcut strategy: a share of traces answer by a cheap rule — stop after the first step — which is right on
   every depth-1 problem and by chance (about 1/m) on deeper ones;
+- a format flaw: a share of step-by-step traces that ramble on past the answer without stopping (malformed);
 - contamination: a share of the evaluation items, seen with their answers at a given rate;
 - size (width, layers, heads) and pretraining steps: shapes, so each its own compiled group.
 A base is pretrained once per base level and seed and shared by every run that uses it; its measured
@@ -36,6 +37,8 @@ FACTOR.add_mechanism(Mechanism(
         Param("judge_step_error", "float", 0.2, "per-step error rate of the judged traces", 0.0, 1.0),
         Param("shortcut_share", "float", 0.0, "share of traces answered by the shortcut (stop after step 1)",
               0.0, 1.0),
+        Param("ramble_share", "float", 0.0, "share of step-by-step traces that never stop: after the steps they "
+              "write random values up to the length limit (malformed, so a format check rejects them)", 0.0, 1.0),
         Param("leak_share", "float", 0.0, "share of evaluation items leaked into pretraining", 0.0, 1.0),
         Param("leak_rate", "float", 0.2, "share of pretraining traces drawn from the leaked items (if any)",
               0.0, 1.0),
@@ -52,6 +55,8 @@ FACTOR.add_preset(Preset("narrow", "pretrained",
 FACTOR.add_preset(Preset("broad", "pretrained", "every skill at every depth", {"skills": "all", "depths": "all"}))
 FACTOR.add_preset(Preset("shortcut", "pretrained", "broad coverage, but 60% of traces take the shortcut "
                          "(stop after the first step)", {"shortcut_share": 0.6}))
+FACTOR.add_preset(Preset("rambling", "pretrained", "broad coverage, but 40% of step-by-step traces ramble on "
+                         "without stopping", {"ramble_share": 0.4}))
 FACTOR.add_preset(Preset("contaminated", "pretrained", "narrow, with 50% of the evaluation items leaked "
                          "(20% of its traces)", dict(NARROW, leak_share=0.5)))
 FACTOR.add_preset(Preset("tool_user", "pretrained", "narrow, 30% of step-by-step traces use the tool",
@@ -70,6 +75,7 @@ class BaseParams(NamedTuple):
     judge_share: np.ndarray
     judge_step_error: np.ndarray
     shortcut_share: np.ndarray
+    ramble_share: np.ndarray
     leak_share: np.ndarray
     leak_rate: np.ndarray
     learning_rate: np.ndarray
@@ -82,5 +88,6 @@ def run_params(level, world) -> BaseParams:
         skill_weights=skill_weights(p, world), depth_weights=depth_weights(p, world),
         scratchpad_share=f(p["scratchpad_share"]), tool_share=f(p["tool_share"]), judge_share=f(p["judge_share"]),
         judge_step_error=f(p["judge_step_error"]), shortcut_share=f(p["shortcut_share"]),
+        ramble_share=f(p["ramble_share"]),
         leak_share=f(p["leak_share"]), leak_rate=f(p["leak_rate"]), learning_rate=f(p["learning_rate"]),
     )
