@@ -153,11 +153,19 @@ class TaskWorld:
 
     # ------------------------------------------------------------------ held-out partition
     def partition_code(self, skills: jax.Array, depth: jax.Array) -> jax.Array:
-        """An integer code of the skill sequence; (x0 + code) % heldout_period == 0 marks evaluation items."""
-        idx = jnp.arange(self.max_depth)
-        active = idx < depth[..., None]
-        weights = (idx + 1) * 7 + 3
-        return jnp.sum(jnp.where(active, (skills + 1) * weights, 0), axis=-1) + depth
+        """A hash of the skill sequence; (x0 + code) % heldout_period == 0 marks evaluation items.
+
+        The hash mixes non-linearly (multiply, xor-shift), so which problems are held out is unrelated to how
+        they are solved: a linear code would, for parity, make the held-out split a parity of the skills and
+        leak the answer to a model trained on the other split."""
+        h = jnp.asarray(depth, jnp.uint32) * jnp.uint32(0x9E3779B1) + jnp.uint32(self.seed)
+        for i in range(self.max_depth):
+            s = jnp.where(i < depth, skills[..., i] + 1, 0).astype(jnp.uint32)
+            h = (h ^ s) * jnp.uint32(0x85EBCA6B)
+            h = h ^ (h >> 13)
+            h = h * jnp.uint32(0xC2B2AE35)
+            h = h ^ (h >> 16)
+        return (h % jnp.uint32(self.heldout_period)).astype(jnp.int32)
 
     def is_heldout(self, problems: Problems) -> jax.Array:
         """True for evaluation-only problems (never for depth 1, see the module docstring)."""

@@ -1,0 +1,310 @@
+"""The validation suite: the field's findings, reproduced where the truth is known.
+
+Each finding is one or more study files in `experiments/findings/` and a check that prints its signature
+with 95% confidence intervals over seeds, ending in one line `PASS <name> ...` or `FAIL <name> ...`.
+
+    python experiments/validate.py                  # every finding at small size (a few minutes per finding)
+    python experiments/validate.py --full           # at full size (the study files as written)
+    python experiments/validate.py sharpening ...   # only the named findings
+    make validate  /  make validate FULL=1
+
+Small size runs the same study with fewer seeds and a smaller evaluation set (see `SMALL`); its intervals are
+wider, so a small-size FAIL is weaker evidence than a full-size one. Results go to
+`runs/validation/{small,full}/<finding>/<study>/`, and a rerun resumes them. No check is tuned by choosing
+seeds: seeds are 0..n-1 as the study files say.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FINDINGS_DIR = ROOT / "experiments" / "findings"
+SMALL = {"seeds": 3, "eval_size": 96}
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+def t975(df: int) -> float:
+    from fi_sim.attribution.methods import t_quantile_975
+
+    return t_quantile_975(df)
+
+
+@dataclass
+class Interval:
+    mean: float
+    lo: float
+    hi: float
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.3f} [{self.lo:+.3f}, {self.hi:+.3f}]"
+
+
+def seed_ci(values) -> Interval:
+    """Mean over seeds with a 95% t-interval (seeds are the replicates)."""
+    x = np.asarray(values, float).ravel()
+    x = x[np.isfinite(x)]
+    m = float(x.mean())
+    if len(x) < 2:
+        return Interval(m, np.nan, np.nan)
+    half = t975(len(x) - 1) * float(x.std(ddof=1)) / np.sqrt(len(x))
+    return Interval(m, m - half, m + half)
+
+
+def per_seed(da, **sel):
+    """A metric's values over seeds at one cell (every other dimension selected)."""
+    out = da.sel(**sel) if sel else da
+    extra = [d for d in out.dims if d != "seed"]
+    if extra:
+        out = out.squeeze(drop=True)
+        extra = [d for d in out.dims if d != "seed"]
+        if extra:
+            raise ValueError(f"cell not fully selected: {extra} remain")
+    return out.values
+
+
+# ------------------------------------------------------------------------------------------------ findings
+@dataclass
+class Verdict:
+    passed: bool
+    summary: str
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Finding:
+    name: str
+    title: str
+    studies: tuple[str, ...]
+    check: Callable[[dict], Verdict]
+
+
+def check_sharpening(results) -> Verdict:
+    ds = results["sharpening"]
+    ks = [int(b.split("@")[1]) for b in ds["budget"].values]
+    gains = {k: seed_ci(per_seed(ds["gain"], budget=b)) for k, b in zip(ks, ds["budget"].values)}
+    base = {k: float(ds["base_score"].sel(budget=b).mean()) for k, b in zip(ks, ds["budget"].values)}
+    details = [f"  k={k:>2}: base pass@k {base[k]:.3f}, gain {gains[k]}" for k in ks]
+    crossing = next((k for k in ks if gains[k].mean <= 0), None)
+    kmax = max(ks)
+    passed = gains[1].lo > 0 and gains[kmax].hi < 0 and crossing is not None
+    summary = (f"gain pass@1 {gains[1]}, gain pass@{kmax} {gains[kmax]}, gain curve crosses zero at k={crossing}")
+    return Verdict(passed, summary, details)
+
+
+def check_noisy_verifiers(results) -> Verdict:
+    ds = results["noisy_verifiers"]
+    details, noise, means = [], [], []
+    for name in ds["verifier"].values:
+        g = seed_ci(per_seed(ds["gain"], verifier=name))
+        details.append(f"  {name:>9}: gain {g}; measured FP {float(ds['reward_false_positive_rate'].sel(verifier=name).mean()):.3f}"
+                       f" FN {float(ds['reward_false_negative_rate'].sel(verifier=name).mean()):.3f}")
+        if name != "hackable":
+            noise.append(0.0 if name == "exact" else float(name.removeprefix("rho")))
+            means.append(g)
+    order = np.argsort(noise)
+    m = [means[i] for i in order]
+    # smooth degradation: each step up in noise lowers the mean gain (small rises within the seed noise allowed)
+    monotone = all(b.mean <= a.mean + 0.02 for a, b in zip(m, m[1:]))
+    collapsed = m[-1].hi < 0.25 * m[0].mean  # at rho0 + rho1 = 1 the gain is gone (or negative)
+    # hackable: proxy reward rises while true accuracy falls over training (late window minus early window)
+    hk = ds.sel(verifier="hackable")
+    third = max(1, hk.sizes["step"] // 3)
+    d_proxy = seed_ci(per_seed(hk["curve_proxy_reward"].isel(step=slice(-third, None)).mean("step")
+                               - hk["curve_proxy_reward"].isel(step=slice(0, third)).mean("step")))
+    d_true = seed_ci(per_seed(hk["curve_true_accuracy"].isel(step=slice(-third, None)).mean("step")
+                              - hk["curve_true_accuracy"].isel(step=slice(0, third)).mean("step")))
+    details.append(f"  hackable over training: proxy reward change {d_proxy}, true accuracy change {d_true}")
+    passed = monotone and collapsed and d_proxy.lo > 0 and d_true.hi < 0
+    summary = (f"gain exact {m[0]}, at rho0+rho1=1 {m[-1]}; monotone={monotone}; hackable: proxy {d_proxy}, "
+               f"truth {d_true}")
+    return Verdict(passed, summary, details)
+
+
+def check_over_optimisation(results) -> Verdict:
+    ds = results["over_optimisation"]
+    levels = list(ds["optimizer"].values)
+    kl = {o: float(ds["kl_to_base"].sel(optimizer=o).mean()) for o in levels}
+    order = sorted(levels, key=lambda o: kl[o])
+    gains = {o: per_seed(ds["gain"], optimizer=o) for o in levels}
+    details = [f"  {o:>7}: KL to base {kl[o]:.2f}, true gain {seed_ci(gains[o])}, proxy gain "
+               f"{seed_ci(per_seed(ds['proxy_gain'], optimizer=o))}" for o in order]
+    peak = max(order, key=lambda o: gains[o].mean())
+    interior = peak not in (order[0], order[-1])
+    above_low = seed_ci(gains[peak] - gains[order[0]])  # paired by seed: the same base and evaluation draws
+    above_high = seed_ci(gains[peak] - gains[order[-1]])
+    passed = interior and above_low.lo > 0 and above_high.lo > 0
+    summary = (f"true gain peaks at KL {kl[peak]:.2f} ({peak}); peak minus lowest-KL {above_low}, peak minus "
+               f"highest-KL {above_high}")
+    return Verdict(passed, summary, details)
+
+
+def check_edge_of_competence(results) -> Verdict:
+    def gain(cond, base, budget):
+        ds = results[f"edge_of_competence_{cond}"]
+        return seed_ci(per_seed(ds["gain"], base=ds["base"].values[base], budget=budget))
+
+    def base_score(cond, base, budget):
+        ds = results[f"edge_of_competence_{cond}"]
+        return float(ds["base_score"].sel(base=ds["base"].values[base], budget=budget).mean())
+
+    details = []
+    for cond in ("within", "edge", "beyond"):
+        for b, label in ((0, "narrow"), (1, "broad")):
+            details.append(f"  {cond:>6} / {label:>6}: base pass@1 {base_score(cond, b, 'pass@1'):.3f} pass@32 "
+                           f"{base_score(cond, b, 'pass@32'):.3f}; gain pass@1 {gain(cond, b, 'pass@1')}, "
+                           f"pass@32 {gain(cond, b, 'pass@32')}")
+    edge = gain("edge", 0, "pass@32")
+    edge_control = gain("edge", 1, "pass@32")  # the same data for a base without headroom
+    within32, within1 = gain("within", 0, "pass@32"), gain("within", 0, "pass@1")
+    beyond32, beyond1 = gain("beyond", 0, "pass@32"), gain("beyond", 0, "pass@1")
+    checks = {
+        "edge adds capability (pass@32 up)": edge.lo > 0,
+        "only with headroom (broad base: none)": edge_control.hi < edge.lo,
+        "within: no capability (pass@32 not up)": within32.hi < 0.02,
+        "within: pass@1 helped at least as much": within1.mean >= within32.mean - 0.01,
+        "beyond: nothing (no pass@1 or pass@32 gain)": beyond32.hi < 0.02 and beyond1.hi < 0.05,
+    }
+    details += [f"  [{'x' if ok else ' '}] {name}" for name, ok in checks.items()]
+    summary = (f"edge pass@32 {edge} (broad control {edge_control}); within pass@32 {within32}; beyond pass@32 "
+               f"{beyond32}")
+    return Verdict(all(checks.values()), summary, details)
+
+
+def check_spurious_rewards(results) -> Verdict:
+    ds = results["spurious_rewards"]
+    details = []
+    for v in ds["verifier"].values:
+        for b in ds["base"].values:
+            row = ", ".join(f"{o} {seed_ci(per_seed(ds['gain'], verifier=v, base=b, optimizer=o))}"
+                            for o in ds["optimizer"].values)
+            details.append(f"  {v:>6} reward, {b:>8} base: {row}")
+    fmt_right = seed_ci(per_seed(ds["gain"], verifier="format", base="rambling", optimizer="reinforce"))
+    fmt_short = seed_ci(per_seed(ds["gain"], verifier="format", base="shortcut", optimizer="reinforce"))
+    grpo = seed_ci(per_seed(ds["gain"], verifier="format", base="rambling", optimizer="grpo"))
+    clip = seed_ci(per_seed(ds["gain"], verifier="random", base="rambling", optimizer="ppo_clip"))
+    noclip = seed_ci(per_seed(ds["gain"], verifier="random", base="rambling", optimizer="ppo_noclip"))
+    details.append(f"  mechanism: format reward under REINFORCE {fmt_right} vs GRPO-normalised {grpo}; random "
+                   f"reward with clip {clip} vs without {noclip}")
+    passed = fmt_right.lo > 0 and fmt_short.hi < fmt_right.lo
+    summary = (f"format-only reward: rambling base {fmt_right}, shortcut base {fmt_short} (REINFORCE); "
+               f"random reward raises neither (best {max(clip.mean, noclip.mean):+.3f})")
+    return Verdict(passed, summary, details)
+
+
+def check_scaffold_learnability(results) -> Verdict:
+    ds = results["scaffold_learnability"]
+    sc = {s: per_seed(ds["gain"], scaffold=s) for s in ds["scaffold"].values}
+    final = {s: seed_ci(per_seed(ds["score"], scaffold=s)) for s in ds["scaffold"].values}
+    tokens = {s: float(ds["train_tokens"].sel(scaffold=s).mean()) for s in ds["scaffold"].values}
+    details = [f"  {s:>10}: base {float(ds['base_score'].sel(scaffold=s).mean()):.3f} -> after {final[s]}, gain "
+               f"{seed_ci(sc[s])}; {tokens[s]:,.0f} training tokens" for s in ds["scaffold"].values]
+    diff = seed_ci(sc["scratchpad"] - sc["direct"])
+    chance = 1.0 / 10
+    passed = diff.lo > 0 and final["scratchpad"].lo > 0.9 and final["direct"].hi < chance + 0.1
+    summary = (f"after post-training: scratchpad {final['scratchpad']}, direct {final['direct']} (chance {chance:.2f});"
+               f" gain difference {diff}")
+    return Verdict(passed, summary, details)
+
+
+def check_distillation(results) -> Verdict:
+    ds = results["distillation"]
+    g = lambda b, d: per_seed(ds["gain"], base=b, data=d)  # noqa: E731
+    details = []
+    effects = {}
+    for b in ds["base"].values:
+        quality = g(b, "exact_diverse") - g(b, "noisy_diverse")  # better teacher, same diversity
+        diversity = g(b, "exact_diverse") - g(b, "exact_pool8")  # more diverse prompts, same teacher
+        effects[b] = (quality, diversity)
+        details.append(f"  {b:>7}: quality effect {seed_ci(quality)}, diversity effect {seed_ci(diversity)}, "
+                       f"quality minus diversity {seed_ci(quality - diversity)}")
+    b0, b1 = list(effects)
+    q_dep = seed_ci(effects[b0][0] - effects[b1][0])
+    d_dep = seed_ci(effects[b0][1] - effects[b1][1])
+    differ = seed_ci((effects[b0][0] - effects[b0][1]) - (effects[b1][0] - effects[b1][1]))
+    details.append(f"  base dependence: quality {q_dep}, diversity {d_dep}; (quality - diversity) differs by base "
+                   f"{differ}")
+    passed = (all(seed_ci(e[0]).lo > 0 and seed_ci(e[1]).lo > 0 for e in effects.values())
+              and (q_dep.lo > 0 or q_dep.hi < 0) and (d_dep.lo > 0 or d_dep.hi < 0)
+              and (differ.lo > 0 or differ.hi < 0))
+    summary = f"quality effect depends on the base by {q_dep}, diversity effect by {d_dep}; they differ by {differ}"
+    return Verdict(passed, summary, details)
+
+
+FINDINGS = {
+    f.name: f
+    for f in [
+        Finding("edge_of_competence", "capability grows only at the edge of the base's competence "
+                "(Zhang, Neubig and Yue 2025)", ("edge_of_competence_within", "edge_of_competence_edge",
+                                                 "edge_of_competence_beyond"), check_edge_of_competence),
+        Finding("sharpening", "RL sharpens: pass@1 up, pass@k at large k down (Yue et al. 2025)",
+                ("sharpening",), check_sharpening),
+        Finding("spurious_rewards", "a reward blind to the answer helps one base and not another (Shao et al. 2025)",
+                ("spurious_rewards",), check_spurious_rewards),
+        Finding("noisy_verifiers", "noise degrades the gain smoothly; a hackable verifier is exploited",
+                ("noisy_verifiers",), check_noisy_verifiers),
+        Finding("over_optimisation", "true reward rises then falls with KL under a hackable verifier "
+                "(Gao et al. 2022)", ("over_optimisation",), check_over_optimisation),
+        Finding("scaffold_learnability", "a scratchpad makes the deep task learnable at the same compute",
+                ("scaffold_learnability",), check_scaffold_learnability),
+        Finding("distillation", "teacher quality and trace diversity act differently and depend on the base "
+                "(Havrilla et al. 2024)", ("distillation",), check_distillation),
+    ]
+}
+
+
+# ------------------------------------------------------------------------------------------------ running
+def load(stem: str, size: str):
+    from fi_sim.study import study_from_dict
+
+    path = FINDINGS_DIR / f"{stem}.toml"
+    raw = tomllib.loads(path.read_text())
+    if size == "small":
+        raw["study"]["seeds"] = min(raw["study"].get("seeds", 3), SMALL["seeds"])
+        raw.setdefault("world", {})["eval_size"] = min(raw.get("world", {}).get("eval_size", 256), SMALL["eval_size"])
+    return study_from_dict(raw), path.read_text()
+
+
+def run_finding(finding: Finding, size: str, out: Path, quiet: bool = True) -> Verdict:
+    from fi_sim.engine.runner import run_study
+
+    results = {}
+    for stem in finding.studies:
+        study, text = load(stem, size)
+        results[stem] = run_study(study, out / finding.name / stem, study_text=text, quiet=quiet)
+    return finding.check(results)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="findings to run (default: all): " + ", ".join(FINDINGS))
+    parser.add_argument("--full", action="store_true", help="full size (default: small)")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "validation"))
+    parser.add_argument("--progress", action="store_true", help="show the engine's progress")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in FINDINGS]
+    if unknown:
+        print(f"validate: unknown finding(s) {unknown}; allowed: {', '.join(FINDINGS)}", file=sys.stderr)
+        return 2
+    size = "full" if args.full else "small"
+    failed = 0
+    for name in args.names or list(FINDINGS):
+        finding = FINDINGS[name]
+        print(f"== {name}: {finding.title} [{size}]", flush=True)
+        verdict = run_finding(finding, size, Path(args.out) / size, quiet=not args.progress)
+        for line in verdict.details:
+            print(line)
+        print(f"{'PASS' if verdict.passed else 'FAIL'} {name} {verdict.summary}", flush=True)
+        failed += not verdict.passed
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
