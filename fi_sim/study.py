@@ -44,9 +44,13 @@ TOP_LEVEL = ("study", "world", "factors", "design", "engine")
 
 @dataclass(frozen=True)
 class EngineSettings:
-    chunk_size: int = 32  # runs per compiled call; fixed for a study (the last chunk is padded)
+    """How the work is split; never what it computes (excluded from the study hash). None: chosen by the engine
+    from a memory bound (see `fi-sim plan`); a results directory keeps the values it was started with."""
 
-    FIELDS = ("chunk_size",)
+    chunk_size: int | None = None  # runs per chunk: the unit of durable writes, resume and sharing among processes
+    device_batch: int | None = None  # runs computed at once on each device (results depend on it: keep it fixed)
+
+    FIELDS = ("chunk_size", "device_batch")
 
 
 @dataclass(frozen=True)
@@ -199,11 +203,15 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
         engine_raw = {}
     for key in sorted(set(engine_raw) - set(EngineSettings.FIELDS)):
         problems.append(Problem(f"engine.{key}", engine_raw[key], "one of " + ", ".join(EngineSettings.FIELDS)))
-    chunk = engine_raw.get("chunk_size", engine.chunk_size)
-    if not _int(chunk) or not 1 <= chunk <= 65_536:
-        problems.append(Problem("engine.chunk_size", chunk, "an integer in 1..65536"))
-    else:
-        engine = EngineSettings(chunk)
+    sizes = {}
+    for key in EngineSettings.FIELDS:
+        value = engine_raw.get(key)
+        if value is not None and (not _int(value) or not 1 <= value <= 65_536):
+            problems.append(Problem(f"engine.{key}", value, "an integer in 1..65536 (or leave it out: chosen from memory)"))
+        else:
+            sizes[key] = value
+    if len(sizes) == len(EngineSettings.FIELDS):
+        engine = EngineSettings(**sizes)
 
     if problems:
         raise ValidationError(problems)

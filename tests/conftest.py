@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
-# Keep the tests on one CPU device and off the user's compilation cache.
+# Keep the tests on the CPU and off the user's compilation cache: every test (and every subprocess it starts)
+# shares one persistent cache in a temporary directory, so each function compiles once per session.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "FI_SIM_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="fi_sim-test-cache-")
+    os.environ["FI_SIM_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, True)
 
 import pytest  # noqa: E402
 

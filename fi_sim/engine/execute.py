@@ -1,16 +1,38 @@
-"""The compiled work: `jit(vmap(...))` over fixed-size chunks of bases, base evaluations and runs.
+"""The compiled work: fixed-size device batches of bases, base evaluations and runs on every local device.
 
-Compiled functions are cached per static configuration, so a group compiles once however many chunks it
-has. Keys travel as raw uint32 key data so that they pad, stack and store like any other array.
+A row function (one base, one base evaluation, one run) is compiled as `jit(vmap(row))` for exactly
+`device_batch` rows. The rows of a chunk are padded to whole device batches (by repeating the last row; padded
+rows are computed and dropped) and the device batches are dealt round-robin to the local devices (placed with
+`jax.sharding.SingleDeviceSharding`), one host thread per device, so every device computes concurrently. Every
+device runs the same one-device program, so a row's result depends only on its own inputs and on the device
+batch size — not on how many devices, processes or chunks the work was split into (tested bitwise: 8 forced host
+devices against one, 2 processes against one).
+
+Why not one SPMD program over a `NamedSharding` mesh (or `shard_map`, or `pmap`)? XLA compiles a program for
+several partitions through the SPMD partitioner, whose rewrites change later fusion decisions: on CPU the
+trained runs then differed from the one-device program in the last bits (KL to the base by ~1e-5 after a few
+steps). Results must not depend on how the work was split, so each device runs the one-device program.
+
+Compiled executables are built ahead of time (`lower(...).compile()`), so compile time is measured apart from
+run time, and cached per (row function, device batch): a group compiles once however many chunks it has, on the
+first device; every other device gets a copy of the same binary (serialized and loaded there, milliseconds —
+so the devices provably run one program), or, where a backend cannot load a copy, its own compile of the same
+program. Keys travel as raw uint32 key data so that they pad, stack and store like any other array.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import SingleDeviceSharding
 
 from fi_sim.engine.runfn import eval_items, make_run
 from fi_sim.evaluate import make_evaluate
@@ -33,9 +55,14 @@ def pad_rows(tree, size: int):
     return jax.tree.map(pad, tree)
 
 
+def num_rows(tree) -> int:
+    return int(jax.tree.leaves(tree)[0].shape[0])
+
+
+# ---------------------------------------------------------------------------------------------- row functions
 @functools.lru_cache(maxsize=None)
-def pretrain_fn(static):
-    """jit(vmap(pretrain)) over (base params, key); returns (policy params, final loss)."""
+def pretrain_row(static):
+    """One base: (base params, key data) -> (policy params, mean loss over the last 10% of steps)."""
     pretrain = make_pretrain(static)
 
     def one(base, key_data):
@@ -43,24 +70,238 @@ def pretrain_fn(static):
         tail = max(1, static.steps // 10)
         return params, jnp.mean(losses[-tail:]) if static.steps else jnp.float32(jnp.nan)
 
-    return jax.jit(jax.vmap(one))
+    return one
 
 
 @functools.lru_cache(maxsize=None)
-def base_eval_fn(static, world_settings):
-    """jit(vmap(evaluate)) of bases under (scaffold, verifier): once per base job, not once per run."""
+def base_eval_row(static, world_settings):
+    """A base evaluated under (scaffold, verifier): once per base job, not once per run."""
     evaluate = make_evaluate(static)
     items = eval_items(world_settings)
 
     def one(params, scaffold, verifier, eval_key_data):
         r = evaluate(params, scaffold, verifier, items, jax.random.wrap_key_data(eval_key_data))
         return {"base_score": r.true_score, "base_proxy_score": r.proxy_score,
-                "base_score_by_depth": r.true_by_depth, "base_eval_tokens": r.tokens}
+                "base_score_by_depth": r.true_by_depth, "base_score_by_skill": r.true_by_skill,
+                "base_score_by_item": r.true_by_item, "base_eval_tokens": r.tokens}
 
-    return jax.jit(jax.vmap(one))
+    return one
 
 
 @functools.lru_cache(maxsize=None)
-def group_fn(static, world_settings):
-    """The compiled chunk function of a group: traced once per group static configuration and world."""
-    return jax.jit(jax.vmap(make_run(static, eval_items(world_settings))))
+def run_row(static, world_settings):
+    """One post-training run of a group (see `runfn.make_run`); its outputs are a dict treated generically."""
+    return make_run(static, eval_items(world_settings))
+
+
+# ---------------------------------------------------------------------------------------------- the executor
+@dataclass
+class CompileRecord:
+    label: str
+    seconds: float
+    memory_bytes: int | None  # per device, from XLA's memory analysis (None where the backend gives none)
+
+
+def local_devices(count: int | None = None) -> tuple:
+    devices = tuple(jax.local_devices())
+    if count is not None:
+        if not 1 <= count <= len(devices):
+            from fi_sim.errors import invalid
+
+            raise invalid("devices", count, f"an integer in 1..{len(devices)} (local devices: {len(devices)})")
+        devices = devices[:count]
+    return devices
+
+
+@dataclass
+class Executor:
+    """Runs row functions over all local devices in fixed-size device batches."""
+
+    devices: tuple = field(default_factory=local_devices)
+    on_compile: object = None  # callable(CompileRecord), e.g. the progress display
+    compiled: dict = field(default_factory=dict)
+    compile_seconds: float = 0.0
+
+    def __post_init__(self):
+        self.devices = tuple(self.devices)
+        self._pool = None
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.devices)
+
+    @property
+    def platform(self) -> str:
+        return self.devices[0].platform
+
+    def _workers(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.num_devices, thread_name_prefix="fi_sim-device")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    @staticmethod
+    def _key(row, args, device_batch):
+        return (row, device_batch, jax.tree.structure(args),
+                tuple((tuple(x.shape[1:]), str(x.dtype)) for x in jax.tree.leaves(args)))
+
+    def _lower(self, row, args, device_batch, device):
+        spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct((device_batch,) + tuple(x.shape[1:]), x.dtype,
+                                                           sharding=SingleDeviceSharding(device)), args)
+        return jax.jit(jax.vmap(row)).lower(*spec)
+
+    def compile(self, row, args, device_batch: int, label: str = "", all_devices: bool = True,
+                copies: bool = True):
+        """The compiled executable of `row` for `device_batch` rows on the first device (built once, timed);
+        with `all_devices`, also on every other device. `args` is a pytree of example rows (any leading size);
+        only shapes and dtypes are used."""
+        key = self._key(row, args, device_batch)
+        per_device = self.compiled.setdefault(key, {})
+        todo = [d for d in (self.devices if all_devices else self.devices[:1]) if d not in per_device]
+        if not todo:
+            return per_device[self.devices[0]]
+        t = time.perf_counter()
+        first = self.devices[0]
+        if first in todo:
+            lowered = self._lower(row, args, device_batch, first)
+            hits = _cache_hits()
+            exe = lowered.compile()
+            # a fresh binary can be copied to other devices; one loaded from JAX's compilation cache cannot
+            blob = serialize(exe) if copies and _cache_hits() == hits else None
+            per_device.update({first: exe, "blob": blob, "lowered": lowered})
+            todo.remove(first)
+        else:
+            lowered, blob = per_device["lowered"], per_device["blob"]
+        for d in todo:  # the same binary on every other device; its own compile only where that is impossible
+            exe = load(blob, lowered, d) if blob is not None else None
+            per_device[d] = exe if exe is not None else self._lower(row, args, device_batch, d).compile()
+        seconds = time.perf_counter() - t
+        self.compile_seconds += seconds
+        exe = per_device[first]
+        if self.on_compile is not None:
+            where = f" on {len(todo) + 1} device(s)" if self.num_devices > 1 and all_devices else ""
+            self.on_compile(CompileRecord(f"{label}{where}", seconds, memory_bytes(exe)))
+        return exe
+
+    def map(self, row, args, device_batch: int, label: str = ""):
+        """Apply `row` to every row of `args` (a tuple of pytrees with a leading rows axis); returns numpy
+        outputs with the same leading size. Device batch k runs on device k mod D, each device in its own host
+        thread, so all devices compute at once."""
+        try:
+            return self._map(row, args, device_batch, label)
+        except jax.errors.JaxRuntimeError as error:
+            # An executable that was loaded rather than compiled here (from JAX's persistent cache or as a copy
+            # of another device's binary) can fail to run when the cache entry is stale or the backend cannot
+            # relocate it. Nothing is lost: compile afresh, without the cache, and compute the rows again.
+            warnings.warn(f"a loaded executable failed to run ({str(error).splitlines()[0][:200]}); "
+                          "recompiling without the compilation cache")
+            self.compiled.pop(self._key(row, args, device_batch), None)
+            enabled = jax.config.jax_enable_compilation_cache
+            jax.config.update("jax_enable_compilation_cache", False)
+            try:
+                self.compile(row, args, device_batch, label, copies=False)
+            finally:
+                jax.config.update("jax_enable_compilation_cache", enabled)
+            return self._map(row, args, device_batch, label)
+
+    def _map(self, row, args, device_batch: int, label: str):
+        n = num_rows(args)
+        batches = -(-n // device_batch)
+        padded = pad_rows(args, batches * device_batch)
+        self.compile(row, args, device_batch, label)
+        exes = self.compiled[self._key(row, args, device_batch)]
+
+        def work(d: int):
+            device = self.devices[d]
+            outs = {}
+            for k in range(d, batches, self.num_devices):
+                part = jax.tree.map(lambda x: x[k * device_batch:(k + 1) * device_batch], padded)
+                outs[k] = jax.device_get(exes[device](*jax.device_put(part, device)))
+            return outs
+
+        if self.num_devices == 1 or batches == 1:
+            results = work(0)
+        else:
+            results = {}
+            for part in self._workers().map(work, range(min(self.num_devices, batches))):
+                results.update(part)
+        ordered = [results[k] for k in range(batches)]
+        return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:n], *ordered)
+
+
+def serialize(exe) -> bytes | None:
+    """The binary of a freshly compiled one-device executable (None where the backend cannot serialize)."""
+    try:
+        from jax.experimental import serialize_executable
+
+        return serialize_executable.serialize(exe)[0]
+    except Exception:
+        return None
+
+
+def load(blob: bytes, lowered, device):
+    """The binary `blob` (of `lowered`, compiled for one device) loaded onto `device`, without compiling; None
+    where that fails (an API this relies on changed): the caller then compiles."""
+    import io
+    import pickle
+
+    try:
+        from jax._src.lib import xla_client as xc
+
+        class Loader(pickle.Unpickler):  # the persistent ids of jax's executable pickler, onto `device`
+            def persistent_load(self, pid):
+                if pid[0] == "exec":
+                    options = xc.CompileOptions()
+                    options.device_assignment = xc.DeviceAssignment.create(np.array([[device.id]]))
+                    return device.client.deserialize_executable(pid[1], xc.DeviceList((device,)),
+                                                                compile_options=options)
+                if pid[0] == "device":
+                    return device
+                if pid[0] == "client":
+                    return device.client
+                raise pickle.UnpicklingError(f"unknown persistent id {pid[0]!r}")
+
+        unloaded, args_info, no_kwargs = Loader(io.BytesIO(blob)).load()
+        in_tree = jax.tree.structure(lowered.args_info)
+        exe = jax.stages.Compiled(unloaded.load(), [], in_tree.unflatten(args_info), lowered.out_tree,
+                                  no_kwargs=no_kwargs)
+        if any(set(s.device_set) != {device} for s in jax.tree.leaves(exe.input_shardings)):
+            return None
+        return exe
+    except Exception:
+        return None
+
+
+_HITS = [0]
+_LISTENING = []
+
+
+def _cache_hits() -> int:
+    """Hits of JAX's persistent compilation cache so far in this process."""
+    if not _LISTENING:
+        def listen(event, **kwargs):
+            if event == "/jax/compilation_cache/cache_hits":
+                _HITS[0] += 1
+
+        jax.monitoring.register_event_listener(listen)
+        _LISTENING.append(listen)
+    return _HITS[0]
+
+
+def memory_bytes(exe) -> int | None:
+    """Peak device memory of a compiled executable per device (arguments, outputs and temporaries)."""
+    try:
+        m = exe.memory_analysis()
+    except Exception:  # some backends give no analysis
+        return None
+    if m is None:
+        return None
+    total = 0
+    for name in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes"):
+        total += int(getattr(m, name, 0) or 0)
+    alias = int(getattr(m, "alias_size_in_bytes", 0) or 0)
+    return max(total - alias, 0)

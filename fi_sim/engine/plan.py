@@ -68,17 +68,48 @@ class Group:
     runs: list[RunSpec] = field(default_factory=list)
 
 
+DEFAULT_CHUNK_SIZE = 32  # only where nothing chose one (plain `make_plan`); `sizing.size_plan` chooses from memory
+BASE_BATCH = 2  # bases per device per compiled pretraining call (fixed: a base never depends on its neighbours)
+
+
 @dataclass
 class Plan:
     study: Study
     bases: list[BaseJob]
     base_evals: list[BaseEvalJob]
     groups: list[Group]
-    chunk_size: int
+    chunk_size: int  # runs per chunk: the unit of durable writes, of resume and of sharing among processes
+    device_batch: int = 0  # runs computed at once on each device (0: the whole chunk); fixed for a study
+
+    def __post_init__(self):
+        if not self.device_batch:
+            self.device_batch = self.chunk_size
 
     @property
     def num_runs(self) -> int:
         return sum(len(g.runs) for g in self.groups)
+
+    @property
+    def num_chunks(self) -> int:
+        return sum(-(-len(g.runs) // self.chunk_size) for g in self.groups)
+
+    def base_eval_chunks(self):
+        """(chunk index, jobs) for every fixed-size chunk of base evaluations."""
+        for c in range(0, len(self.base_evals), self.chunk_size):
+            yield c // self.chunk_size, self.base_evals[c : c + self.chunk_size]
+
+    def base_batches(self):
+        """(static, jobs) for every compiled batch of BASE_BATCH base jobs of the same shape, in order."""
+        by_static: dict = {}
+        for job in self.bases:
+            by_static.setdefault(job.static, []).append(job)
+        for static, jobs in by_static.items():
+            for c in range(0, len(jobs), BASE_BATCH):
+                yield static, jobs[c : c + BASE_BATCH]
+
+    def layout(self) -> dict:
+        """What every process and every resume of a results directory must share."""
+        return {"chunk_size": self.chunk_size, "device_batch": self.device_batch, "base_batch": BASE_BATCH}
 
     def chunks(self):
         """(group, chunk index, runs) for every fixed-size chunk, in a deterministic order."""
@@ -89,7 +120,7 @@ class Plan:
     def describe(self) -> str:
         lines = [f"study {self.study.name!r}: {self.num_runs} post-training runs, {len(self.bases)} bases "
                  f"({len(self.base_evals)} base evaluations), {len(self.groups)} compiled group(s), "
-                 f"chunk size {self.chunk_size}"]
+                 f"chunk size {self.chunk_size}, device batch {self.device_batch}"]
         for g in self.groups:
             p = g.static.posttrain
             n = -(-len(g.runs) // self.chunk_size)
@@ -120,7 +151,10 @@ def training_cells(study: Study) -> list[tuple[int, ...]]:
     return out
 
 
-def make_plan(study: Study, chunk_size: int | None = None) -> Plan:
+def make_plan(study: Study, chunk_size: int | None = None, device_batch: int | None = None) -> Plan:
+    """The study's work: bases, base evaluations, and groups of runs in chunks of `chunk_size` (default: the
+    study's [engine] chunk_size, else DEFAULT_CHUNK_SIZE), computed `device_batch` at a time on each device
+    (default: the study's, else the whole chunk). Choosing sizes from a memory bound is `sizing.size_plan`."""
     world = study.world.chain()
     budgets = tuple(MODULES["budget"].spec(level) for level in study.factors["budget"])
     num_samples = num_eval_samples(budgets, study.world.eval_min_samples)
@@ -149,7 +183,9 @@ def make_plan(study: Study, chunk_size: int | None = None) -> Plan:
             if ekey not in base_evals:
                 base_evals[ekey] = BaseEvalJob(len(base_evals), job, cell[s_axis], cell[v_axis], static.evaluate)
             group.runs.append(RunSpec(run_id, cell, seed, job, base_evals[ekey].index))
-    plan = Plan(study, bases, list(base_evals.values()), list(groups.values()), chunk_size or study.engine.chunk_size)
+    chunk_size = chunk_size or study.engine.chunk_size or DEFAULT_CHUNK_SIZE
+    device_batch = device_batch or getattr(study.engine, "device_batch", None) or chunk_size
+    plan = Plan(study, bases, list(base_evals.values()), list(groups.values()), chunk_size, min(device_batch, chunk_size))
     ids = [r.run_id for g in plan.groups for r in g.runs]
     if len(set(ids)) != len(ids):  # 31-bit hashes: a collision is astronomically unlikely but would be silent
         raise RuntimeError("run id collision; change study.seed")

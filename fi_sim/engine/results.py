@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from fi_sim import __version__
-from fi_sim.engine.runfn import curve_stride
+from fi_sim.engine.runfn import curve_stride, exposed_share
 from fi_sim.engine.plan import Plan, base_eval_name, chunk_name
 from fi_sim.engine.store import RunDirectory
 from fi_sim.errors import ResultsError
@@ -40,10 +40,16 @@ VARIABLES = {
     "base_proxy_score": ("budget", "base", "proxy", FRACTION, "score of the base as the run's verifier scores it"),
     "clean_score": ("budget", "run", "true", FRACTION, "score of the post-trained policy on the evaluation items "
                     "neither its base nor its data can have seen"),
+    "base_clean_score": ("budget", "derived", "true", FRACTION, "score of the run's base on the run's clean "
+                         "evaluation items (those of `clean_score`)"),
+    "clean_gain": ("budget", "derived", "true", FRACTION, "clean_score minus base_clean_score: the gain on the items "
+                   "neither the base nor the data can have seen (against `gain`: what contamination adds)"),
     "score_by_depth": ("budget_depth", "run", "true", FRACTION, "score of the post-trained policy by chain depth"),
     "base_score_by_depth": ("budget_depth", "base", "true", FRACTION, "score of the base by chain depth"),
     "score_by_skill": ("budget_skill", "run", "true", FRACTION, "score of the post-trained policy on the items "
                        "that use each skill"),
+    "base_score_by_skill": ("budget_skill", "base", "true", FRACTION, "score of the base on the items that use "
+                            "each skill"),
     "eval_tokens_per_item": ("budget", "run", "true", "tokens", "tokens one evaluation item costs under the "
                              "budget (tool costs included)"),
     "train_proxy_reward": ("train", "run", "proxy", "mean reward", "mean verifier reward over the last 10% of steps"),
@@ -66,7 +72,7 @@ VARIABLES = {
                             "per window"),
     "curve_kl": ("train_step", "run", "true", "nats per sequence", "KL(policy || base) per window of steps"),
 }
-STATUS = {"not_run": -1, "ok": 0, "nonfinite": 1}
+STATUS = {"not_run": -1, "ok": 0, "nonfinite": 1, "diverged": 2}  # codes: fi_sim.engine.faults
 
 
 def _dims(kind: str) -> tuple[str, ...]:
@@ -102,17 +108,17 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
     bi = FACTOR_NAMES.index("budget")
 
     base_eval: dict[int, dict] = {}
-    by_static: dict = {}  # chunked per compiled evaluation, as the runner writes them
-    for job in plan.base_evals:
-        by_static.setdefault(job.static, []).append(job)
-    chunks = [jobs[c : c + plan.chunk_size] for jobs in by_static.values() for c in range(0, len(jobs), plan.chunk_size)]
-    for chunk in chunks:
+    for _, chunk in plan.base_eval_chunks():
         arrays, _ = rd.read("base_evals", base_eval_name(chunk))
         for row, job in enumerate(chunk):
             if int(arrays["job"][row]) != job.index:
                 raise ResultsError(f"{rd.path}: base evaluation chunk {base_eval_name(chunk)} does not match the plan")
             base_eval[job.index] = {k: v[row] for k, v in arrays.items()}
 
+    shares = {}  # the exposed prefix of the evaluation set, per training cell (as the run function gets it)
+    for group, _ci, runs in plan.chunks():
+        for run in runs:
+            shares.setdefault(tuple(run.cell), exposed_share(study, run.cell))
     for group, ci, runs in plan.chunks():
         arrays, _ = rd.read("chunks", chunk_name(group.index, ci))
         window = curve_stride(group.static.posttrain.steps)
@@ -122,20 +128,27 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
                 raise ResultsError(f"{rd.path}: chunk {chunk_name(group.index, ci)} holds run "
                                    f"{int(arrays['run_id'][row])} where the plan has {run.run_id}")
             tcell = tuple(run.cell) + (seed_pos[run.seed],)
-            ok = bool(arrays["finite"][row])
-            status[tcell] = STATUS["ok"] if ok else STATUS["nonfinite"]
+            code = int(arrays["status"][row]) if "status" in arrays else (
+                STATUS["ok"] if bool(arrays["finite"][row]) else STATUS["nonfinite"])
+            status[tcell] = code
             run_ids[tcell] = run.run_id
-            if not ok:
+            if code != STATUS["ok"]:
                 continue
             # full index: training factors with the budget axis inserted before seed
             for b in range(num_budgets):
                 cell6 = list(run.cell)
                 cell6.insert(bi, b)
                 idx = tuple(cell6) + (seed_pos[run.seed],)
+                base = base_eval[run.base_eval]
                 for name, (kind, source, *_r) in VARIABLES.items():
-                    if kind.startswith("budget") and source != "derived":
-                        values = arrays if source == "run" else base_eval[run.base_eval]
-                        data[name][idx] = values[name][row, b] if source == "run" else values[name][b]
+                    if kind.startswith("budget") and source == "run":
+                        data[name][idx] = arrays[name][row, b]
+                    elif kind.startswith("budget") and source == "base" and name in base:
+                        data[name][idx] = base[name][b]  # (absent from directories written before it existed)
+                if "base_score_by_item" in base:  # the clean items are the suffix the run cannot have seen
+                    items = base["base_score_by_item"][b]
+                    start = int(np.ceil(np.float32(shares[tuple(run.cell)]) * np.float32(items.shape[0])))
+                    data["base_clean_score"][idx] = np.mean(items[start:]) if start < items.shape[0] else np.nan
             for name, (kind, source, *_r) in VARIABLES.items():
                 if kind == "train":
                     data[name][tcell] = arrays[name][row]
@@ -153,9 +166,13 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
 
     data["gain"] = data["score"] - data["base_score"]
     data["proxy_gain"] = data["proxy_score"] - data["base_proxy_score"]
+    data["clean_gain"] = data["clean_score"] - data["base_clean_score"]
     bad = int(np.sum(status == STATUS["nonfinite"]))
     if bad:
         warnings.warn(f"{bad} run(s) produced non-finite values; marked in `status` and left out (NaN)")
+    diverged = int(np.sum(status == STATUS["diverged"]))
+    if diverged:
+        warnings.warn(f"{diverged} run(s) diverged (see fi_sim.engine.faults); marked in `status` and left out (NaN)")
 
     variables = {}
     for name, (kind, _source, truth, units, description) in VARIABLES.items():

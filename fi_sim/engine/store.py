@@ -2,16 +2,18 @@
 
     DIR/study.toml        the study file as given (when run from a file)
     DIR/study.json        the resolved study (every level's parameters written out)
-    DIR/manifest.json     format, fi_sim version, study hash, the plan's shape
+    DIR/manifest.json     format, fi_sim version, study hash, the plan's shape and the engine layout
+                          (chunk size, device batch) that every process and every resume must share
     DIR/bases/*.npz       pretrained base parameters, one file per base job
+    DIR/base_evals/*.npz  base evaluations, one file per chunk of (base, scaffold, verifier) jobs
     DIR/chunks/*.npz      post-training results, one file per chunk of runs
-    DIR/chunks/*.json     a chunk's receipt: checksum of its .npz, run ids; written after the .npz
+    DIR/*/*.json          a piece of work's receipt: checksum of its .npz, the study hash; written after the .npz
     DIR/results.nc        the assembled xarray Dataset (netCDF4)
 
 Every file is written to a temporary name, flushed to disk and renamed into place, so an interrupted write
-never leaves a file that reads as complete. A chunk counts as done only when its receipt exists and the
-checksum matches; anything else is recomputed. Work is keyed by content, so resuming reproduces exactly what
-an uninterrupted run would have written.
+never leaves a file that reads as complete. A piece of work counts as done only when its receipt exists, names
+this study and the checksum of its data file matches; anything else is recomputed. Work is keyed by content,
+so resuming reproduces exactly what an uninterrupted run would have written.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import io
 import json
 import os
 import tempfile
+import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,7 @@ from fi_sim.errors import ResultsError
 
 FORMAT = "fi_sim-results"
 FORMAT_VERSION = 1
+KINDS = ("bases", "base_evals", "chunks")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -64,16 +69,23 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 class RunDirectory:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, study_hash: str | None = None):
         self.path = Path(path)
+        self.study_hash = study_hash
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, path: str | Path, study_hash: str, study_json: str, plan_summary: dict,
-             study_text: str | None = None) -> "RunDirectory":
-        """Create a new run directory, or reopen one that holds the same study (to resume)."""
-        rd = cls(Path(path))
+             study_text: str | None = None, *, create: bool = True, wait_seconds: float = 0.0) -> "RunDirectory":
+        """Create a new run directory, or reopen one that holds the same study (to resume).
+
+        `create=False` (a secondary process of a split study) never creates the directory: it waits up to
+        `wait_seconds` for the primary process to write the manifest."""
+        rd = cls(Path(path), study_hash)
         manifest_path = rd.path / "manifest.json"
+        deadline = time.monotonic() + wait_seconds
+        while not create and not manifest_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
         if manifest_path.exists():
             manifest = rd.manifest()
             if manifest["study_hash"] != study_hash:
@@ -82,6 +94,9 @@ class RunDirectory:
                     f"this study {study_hash[:12]}); choose another --out directory or remove it"
                 )
             return rd
+        if not create:
+            raise ResultsError(f"{rd.path}: no manifest.json after {wait_seconds:.0f}s; start process 0 of the "
+                               "study (it creates the directory) or run it once without --process-index")
         if rd.path.exists() and (not rd.path.is_dir() or any(rd.path.iterdir())):
             raise ResultsError(f"{rd.path}: exists and is not a fi_sim results directory (no manifest.json); "
                                "choose an empty or new --out directory")
@@ -115,31 +130,49 @@ class RunDirectory:
         if manifest.get("format_version") != FORMAT_VERSION:
             raise ResultsError(f"{path}: format_version {manifest.get('format_version')!r}; "
                                f"this fi_sim reads version {FORMAT_VERSION}")
+        if not isinstance(manifest.get("study_hash"), str):
+            raise ResultsError(f"{path}: corrupt manifest (no study_hash)")
         return manifest
 
-    # ------------------------------------------------------------------ chunks of results
-    def _chunk_paths(self, kind: str, name: str) -> tuple[Path, Path]:
+    # ------------------------------------------------------------------ pieces of work
+    def _paths(self, kind: str, name: str) -> tuple[Path, Path]:
         return self.path / kind / f"{name}.npz", self.path / kind / f"{name}.json"
 
+    def _receipt(self, path: Path) -> dict | None:
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return meta if isinstance(meta, dict) else None
+
     def has(self, kind: str, name: str) -> bool:
-        """A piece of work is done when its receipt exists and its data file matches the receipt."""
-        data, receipt = self._chunk_paths(kind, name)
+        """A piece of work is done when its receipt exists, names this study, and its data file matches."""
+        data, receipt = self._paths(kind, name)
         if not receipt.exists() or not data.exists():
             return False
-        try:
-            meta = json.loads(receipt.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        meta = self._receipt(receipt)
+        if meta is None or not self._same_study(meta):
             return False
-        return meta.get("sha256") == sha256_bytes(data.read_bytes())
+        try:
+            return meta.get("sha256") == sha256_bytes(data.read_bytes())
+        except OSError:
+            return False
+
+    def _same_study(self, meta: dict) -> bool:
+        # receipts written before the study hash was recorded in them are accepted (the manifest was checked)
+        return self.study_hash is None or meta.get("study_hash", self.study_hash) == self.study_hash
 
     def write(self, kind: str, name: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
-        data_path, receipt_path = self._chunk_paths(kind, name)
+        data_path, receipt_path = self._paths(kind, name)
         blob = npz_bytes(arrays)
         atomic_write(data_path, blob)
-        atomic_write(receipt_path, json.dumps(dict(meta, sha256=sha256_bytes(blob)), sort_keys=True).encode())
+        receipt = dict(meta, sha256=sha256_bytes(blob))
+        if self.study_hash is not None:
+            receipt["study_hash"] = self.study_hash
+        atomic_write(receipt_path, json.dumps(receipt, sort_keys=True).encode())
 
     def read(self, kind: str, name: str) -> tuple[dict[str, np.ndarray], dict]:
-        data_path, receipt_path = self._chunk_paths(kind, name)
+        data_path, receipt_path = self._paths(kind, name)
         try:
             meta = json.loads(receipt_path.read_text())
             blob = data_path.read_bytes()
@@ -147,10 +180,35 @@ class RunDirectory:
             raise ResultsError(f"{self.path}: missing {err.filename}; run `fi-sim run` again to resume") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ResultsError(f"{receipt_path}: corrupt receipt ({err})") from None
+        if not isinstance(meta, dict):
+            raise ResultsError(f"{receipt_path}: corrupt receipt (not a JSON object)")
+        if not self._same_study(meta):
+            raise ResultsError(f"{receipt_path}: belongs to another study (study hash "
+                               f"{str(meta.get('study_hash'))[:12]}, this directory {str(self.study_hash)[:12]})")
         if meta.get("sha256") != sha256_bytes(blob):
             raise ResultsError(f"{data_path}: checksum does not match its receipt (corrupt or partial file)")
-        with np.load(io.BytesIO(blob)) as z:
-            return {k: z[k] for k in z.files}, meta
+        try:
+            with np.load(io.BytesIO(blob)) as z:
+                return {k: z[k] for k in z.files}, meta
+        except (ValueError, OSError, zipfile.BadZipFile) as err:
+            raise ResultsError(f"{data_path}: unreadable data file ({err})") from None
+
+    def missing(self, kind: str, names) -> list[str]:
+        return [n for n in names if not self.has(kind, n)]
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete temporary files left by an interrupted write (they never count as work; this only tidies)."""
+        removed = 0
+        for kind in ("",) + KINDS:
+            folder = self.path / kind
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    try:
+                        tmp.unlink()
+                        removed += 1
+                    except OSError:
+                        pass
+        return removed
 
     # ------------------------------------------------------------------ final dataset
     def write_text(self, name: str, text: str) -> None:
@@ -158,11 +216,17 @@ class RunDirectory:
 
     def write_dataset(self, ds) -> Path:
         path = self.path / "results.nc"
-        tmp = self.path / ".results.nc.tmp"
-        ds.to_netcdf(tmp, engine="h5netcdf")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=".results.nc.", suffix=".tmp", dir=self.path)
+        os.close(fd)
+        try:
+            ds.to_netcdf(tmp, engine="h5netcdf")
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         return path
 
 

@@ -1,0 +1,51 @@
+"""JAX's persistent compilation cache, on by default for the engine, in a per-user cache directory.
+
+A study's groups compile in seconds to minutes; with the cache, a resumed study, a second process or the next
+study with the same shapes loads the executables instead. The cache changes no result: a cached executable is
+the one the compiler would build.
+
+    FI_SIM_CACHE_DIR=/path     use this directory
+    FI_SIM_CACHE_DIR=off       disable (also: "", "0", "none", "false"; or `fi-sim run --no-cache`)
+    default                    $XDG_CACHE_HOME/fi_sim/jax, else ~/.cache/fi_sim/jax
+
+If the process has already configured a JAX compilation cache (`jax_compilation_cache_dir`), it is left alone.
+An executable loaded from the cache that fails to run is recompiled without it (`execute.Executor.map`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV = "FI_SIM_CACHE_DIR"
+OFF = {"", "0", "off", "none", "false", "no"}
+
+
+def cache_dir() -> Path | None:
+    """The directory the engine would use, or None when disabled."""
+    value = os.environ.get(ENV)
+    if value is not None:
+        return None if value.strip().lower() in OFF else Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fi_sim" / "jax"
+
+
+def enable(disabled: bool = False) -> Path | None:
+    """Turn the persistent cache on (unless disabled or already configured); returns the directory in use."""
+    import jax
+
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return Path(current)
+    path = None if disabled else cache_dir()
+    if path is None:
+        return None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # an unwritable cache directory must not stop a study
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    # cache every executable: the engine's compile once per group, and small ones add up over many studies
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path

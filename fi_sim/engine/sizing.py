@@ -1,0 +1,316 @@
+"""Choosing how the work is split, and estimating what it costs: the numbers `fi-sim plan` prints.
+
+The device batch (runs computed at once on each device) comes from a memory bound: each group's compiled
+executable is built ahead of time and XLA's memory analysis gives its peak memory per device; the batch is the
+largest power of two whose executable fits the per-device budget (a share of the accelerator's memory, or of
+the free RAM over the host devices), capped per platform. On a CPU the cap is small (`CPU_DEVICE_BATCH_CAP`):
+past a few runs per core the working set leaves the caches and throughput falls (measured on a 2-core EPYC:
+run-steps per CPU-second peak at 4 to 8 runs per device and fall by a third at 32). The chunk size defaults to
+one device batch on every local device, so a chunk is one compiled call.
+
+Model FLOPs are counted from the policy's shape (matmul FLOPs per token, `PolicyConfig.flops_per_token`) times
+the tokens each stage processes; time is estimated from them at a measured rate (`--calibrate` times one call
+of each group) or, without calibration, at a fraction of this machine's measured dense-matmul rate.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fi_sim.engine.plan import BASE_BATCH, Plan, make_plan
+from fi_sim.errors import ResultsError, invalid
+
+CPU_DEVICE_BATCH_CAP = 8
+ACCELERATOR_DEVICE_BATCH_CAP = 4096
+CPU_MEMORY_SHARE = 0.5  # of the RAM available now, shared by the host devices
+ACCELERATOR_MEMORY_SHARE = 0.8  # of each accelerator's memory
+# Without calibration, the engine is assumed to reach this share of the dense-matmul rate (rough: the toy
+# policy's matmuls are small; `benchmarks/` measures the real share, `fi-sim plan --calibrate` times it).
+ASSUMED_ROOFLINE_FRACTION = {"cpu": 0.2}
+DEFAULT_ROOFLINE_FRACTION = 0.05
+
+
+# ---------------------------------------------------------------------------------------------- FLOPs
+def posttrain_flops_per_step(static) -> float:
+    """Model FLOPs of one post-training step of one run: sample, score, update (the benchmarks' run-step).
+
+    Sampling: every sequence position once through the policy (prefill + decode with a KV cache). Update: the
+    policy's forward and backward (3x forward) over prompt + response, and the base's forward for the exact KL."""
+    p = static.posttrain
+    fpt = p.policy.flops_per_token()
+    seqs = p.prompts_per_step * p.samples_per_prompt
+    L = p.policy.sequence_length
+    return float(fpt * seqs * (L + 3 * (L - 1) + (L - 1)))
+
+
+def eval_flops(static) -> float:
+    """Model FLOPs of evaluating one policy under every budget (one set of samples per temperature)."""
+    e = static.evaluate
+    return float(e.policy.flops_per_token() * e.num_samples * len(e.temperatures) * e.policy.sequence_length)
+
+
+def run_flops(static, eval_size: int) -> float:
+    return static.posttrain.steps * posttrain_flops_per_step(static) + eval_size * eval_flops(static)
+
+
+def pretrain_flops(static) -> float:
+    return float(3 * static.steps * static.batch_size * static.policy.sequence_length * static.policy.flops_per_token())
+
+
+def plan_flops(plan: Plan) -> dict[str, float]:
+    """Model FLOPs of the whole study by stage."""
+    E = plan.study.world.eval_size
+    return {
+        "pretraining": sum(pretrain_flops(job.static) for job in plan.bases),
+        "base evaluation": sum(E * eval_flops_of(job.static) for job in plan.base_evals),
+        "post-training and evaluation": sum(len(g.runs) * run_flops(g.static, E) for g in plan.groups),
+    }
+
+
+def eval_flops_of(estatic) -> float:
+    return float(estatic.policy.flops_per_token() * estatic.num_samples * len(estatic.temperatures)
+                 * estatic.policy.sequence_length)
+
+
+# ---------------------------------------------------------------------------------------------- memory
+def available_host_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def device_memory_budget(devices) -> int:
+    """Bytes one device may use for one compiled call."""
+    d = devices[0]
+    if d.platform == "cpu":
+        return int(CPU_MEMORY_SHARE * available_host_memory() / len(devices))
+    try:
+        limit = (d.memory_stats() or {}).get("bytes_limit")
+    except Exception:
+        limit = None
+    return int(ACCELERATOR_MEMORY_SHARE * (limit or 16 << 30))
+
+
+def device_batch_cap(devices) -> int:
+    return CPU_DEVICE_BATCH_CAP if devices[0].platform == "cpu" else ACCELERATOR_DEVICE_BATCH_CAP
+
+
+# ---------------------------------------------------------------------------------------------- sizing
+@dataclass
+class GroupSizing:
+    index: int
+    device_batch: int  # largest that fits this group (the plan uses the smallest over groups)
+    memory_bytes: int | None  # per device, of the executable at the plan's device batch
+    compile_seconds: float
+    calibrated_seconds: float | None = None  # one call of D x device_batch runs, measured
+
+
+@dataclass
+class Sizing:
+    plan: Plan
+    budget_bytes: int
+    cap: int
+    num_devices: int
+    platform: str
+    chosen_by: str  # how the device batch was chosen
+    groups: list[GroupSizing] = field(default_factory=list)
+
+    @property
+    def device_memory_bytes(self) -> int | None:
+        known = [g.memory_bytes for g in self.groups if g.memory_bytes is not None]
+        return max(known) if known else None
+
+
+def _pow2_floor(x: float) -> int:
+    return 1 << max(0, int(np.floor(np.log2(max(x, 1.0)))))
+
+
+def _largest_divisor_at_most(n: int, bound: int) -> int:
+    return max(d for d in range(1, min(n, max(bound, 1)) + 1) if n % d == 0)
+
+
+def example_run_args(plan: Plan, group):
+    """One row of a group's inputs (shapes and dtypes for compiling), from the first run of the group."""
+    from fi_sim.engine.runfn import run_params_for
+    from fi_sim.engine import execute
+    from fi_sim.world.policy import init_params
+
+    run = group.runs[0]
+    base = jax.eval_shape(lambda: init_params(group.static.policy, jax.random.key(0)))
+    base = jax.tree.map(lambda s: np.zeros((1,) + s.shape, s.dtype), base)
+    params = execute.stack([run_params_for(plan.study, run.cell)])
+    keys = execute.key_data([jax.random.key(0)])
+    return base, params, keys, keys
+
+
+def size_plan(study, executor, *, chunk_size: int | None = None, device_batch: int | None = None,
+              layout: dict | None = None, budget_bytes: int | None = None) -> Sizing:
+    """The plan with its chunk size and device batch chosen (and every group compiled for it).
+
+    Precedence: a results directory's recorded `layout` (a resume must not change it), then the explicit
+    arguments (`--chunk-size`, `--device-batch`), then the study's [engine] settings, then the memory bound."""
+    from fi_sim.engine import execute
+
+    chunk_size = chunk_size or study.engine.chunk_size
+    device_batch = device_batch or study.engine.device_batch
+    if layout:
+        for name, value in (("chunk_size", chunk_size), ("device_batch", device_batch)):
+            if value is not None and value != layout.get(name):
+                raise ResultsError(f"this results directory was started with {name} {layout.get(name)}; "
+                                   f"got {value} (results depend on the layout: keep it, or use a new --out)")
+        chunk_size, device_batch = layout["chunk_size"], layout["device_batch"]
+    if device_batch is not None and chunk_size is not None and device_batch > chunk_size:
+        raise invalid("device_batch", device_batch, f"at most the chunk size ({chunk_size})")
+
+    budget = budget_bytes or device_memory_budget(executor.devices)
+    cap = device_batch_cap(executor.devices)
+    provisional = make_plan(study, chunk_size or 1 << 16)
+    D = executor.num_devices
+    records = []
+    if device_batch is not None:
+        chosen_by = "given"
+    else:
+        chosen_by = f"memory bound ({budget / 2**20:,.0f} MiB per device), cap {cap}"
+        device_batch = cap if chunk_size is None else _largest_divisor_at_most(chunk_size, cap)
+    # every group must fit: shrink until the largest executable fits the budget
+    for g in provisional.groups:
+        b = device_batch
+        row = execute.run_row(g.static, study.world)
+        args = example_run_args(provisional, g)
+        while True:
+            t = time.perf_counter()
+            exe = executor.compile(row, args, b, label=f"group {g.index}", all_devices=False)
+            mem = execute.memory_bytes(exe)
+            seconds = time.perf_counter() - t
+            if chosen_by == "given" or mem is None or mem <= budget or b == 1:
+                break
+            b = _pow2_floor(b * budget / mem) if mem > 2 * budget else b // 2
+            if chunk_size is not None:
+                b = _largest_divisor_at_most(chunk_size, b)
+        records.append(GroupSizing(g.index, b, mem, seconds))
+        device_batch = min(device_batch, b)
+    if chunk_size is None:
+        chunk_size = device_batch * D
+    plan = make_plan(study, chunk_size, device_batch)
+    sizing = Sizing(plan, budget, cap, D, executor.platform, chosen_by)
+    for g, rec in zip(plan.groups, records):
+        if rec.device_batch != device_batch:  # compiled at a larger batch: compile the one the plan uses
+            exe = executor.compile(execute.run_row(g.static, study.world), example_run_args(plan, g), device_batch,
+                                   label=f"group {g.index}", all_devices=False)
+            rec.memory_bytes = execute.memory_bytes(exe)
+        sizing.groups.append(rec)
+    return sizing
+
+
+def calibrate(sizing: Sizing, executor) -> None:
+    """Time one call (device_batch runs on every device) of each group, after its compile."""
+    from fi_sim.engine import execute
+
+    plan = sizing.plan
+    for g, rec in zip(plan.groups, sizing.groups):
+        row = execute.run_row(g.static, plan.study.world)
+        args = example_run_args(plan, g)
+        args = execute.pad_rows(args, plan.device_batch * executor.num_devices)
+        # real base shapes but zero weights would make a degenerate policy; a random one is representative
+        from fi_sim.world.policy import init_params
+
+        base = init_params(g.static.policy, jax.random.key(0))
+        args = (execute.stack([base] * execute.num_rows(args)),) + tuple(args[1:])
+        executor.map(row, args, plan.device_batch)  # warm
+        t = time.perf_counter()
+        executor.map(row, args, plan.device_batch)
+        rec.calibrated_seconds = time.perf_counter() - t
+
+
+def matmul_flops_per_second(devices, size: int = 1024, repeats: int = 5) -> float:
+    """This machine's dense float32 matmul rate on the given devices (median of `repeats`), all devices at once."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(devices), ("d",))
+    sharding = NamedSharding(mesh, PartitionSpec("d"))
+    D = len(devices)
+    a = jax.device_put(jnp.ones((D, size, size), jnp.float32) / size, sharding)
+    f = jax.jit(lambda x: jnp.einsum("dij,djk->dik", x, x), in_shardings=sharding, out_shardings=sharding)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        times.append(time.perf_counter() - t)
+    return D * 2 * size**3 / float(np.median(times))
+
+
+@dataclass
+class Estimate:
+    flops: dict[str, float]
+    seconds: dict[str, float]
+    basis: str
+    peak_memory_bytes: int | None
+
+
+def estimate(sizing: Sizing, executor) -> Estimate:
+    plan = sizing.plan
+    flops = plan_flops(plan)
+    D = executor.num_devices
+    calibrated = all(g.calibrated_seconds is not None for g in sizing.groups)
+    peak = matmul_flops_per_second(executor.devices)
+    share = ASSUMED_ROOFLINE_FRACTION.get(sizing.platform, DEFAULT_ROOFLINE_FRACTION)
+    rate = share * peak
+    seconds = {k: v / rate for k, v in flops.items()}
+    basis = (f"model FLOPs at {share:.0%} of the measured dense-matmul rate ({peak / 1e9:,.0f} GFLOP/s on "
+             f"{D} device(s)); `--calibrate` times one call of each group instead")
+    if calibrated:
+        per_call = plan.device_batch * D
+        seconds["post-training and evaluation"] = sum(
+            -(-len(g.runs) // per_call) * rec.calibrated_seconds for g, rec in zip(plan.groups, sizing.groups))
+        basis = (f"post-training timed on one call of each group (calibrated); other stages at {share:.0%} of the "
+                 f"measured dense-matmul rate ({peak / 1e9:,.0f} GFLOP/s)")
+    mem = sizing.device_memory_bytes
+    peak_memory = None if mem is None else mem * (D if sizing.platform == "cpu" else 1)
+    return Estimate(flops, seconds, basis, peak_memory)
+
+
+def describe(sizing: Sizing, est: Estimate | None = None) -> str:
+    plan = sizing.plan
+    lines = [plan.describe(),
+             f"devices: {sizing.num_devices} x {sizing.platform}; device batch {plan.device_batch} runs per device "
+             f"({sizing.chosen_by}); base batch {BASE_BATCH}; {plan.num_chunks} chunk(s) of {plan.chunk_size} runs"]
+    for g, rec in zip(plan.groups, sizing.groups):
+        mem = "unknown" if rec.memory_bytes is None else f"{rec.memory_bytes / 2**20:,.1f} MiB"
+        per_run = "" if rec.memory_bytes is None else f", about {rec.memory_bytes / plan.device_batch / 2**20:,.1f} MiB per run"
+        lines.append(f"  group {g.index}: compiled in {rec.compile_seconds:.1f}s; memory per device {mem}{per_run}")
+    if est is not None:
+        total_f = sum(est.flops.values())
+        total_s = sum(est.seconds.values())
+        lines.append(f"estimated work: {total_f / 1e12:,.2f} TFLOP (model FLOPs)")
+        for k in est.flops:
+            lines.append(f"  {k}: {est.flops[k] / 1e12:,.3f} TFLOP, about {_duration(est.seconds[k])}")
+        if est.peak_memory_bytes is not None:
+            lines.append(f"estimated peak memory: {est.peak_memory_bytes / 2**30:,.2f} GiB of compiled work "
+                         f"({'host RAM' if sizing.platform == 'cpu' else 'per device'}), plus the bases and "
+                         "about 1 GiB of process overhead")
+        lines.append(f"estimated time: {_duration(total_s)} ({est.basis})")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
