@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean bench validate headline paper-figures paper
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,30 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The engine benchmark (about 10 minutes on 2 CPU cores): prints the table, writes benchmarks/results.json.
+# torch is a benchmark-only dependency, pinned (its CPU wheel); it is never a dependency of fi_sim.
+bench: $(STAMP)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m benchmarks.run --out benchmarks
+
+# The validation suite: every finding's check at small size (FULL=1: the study files' full size).
+validate: $(STAMP)
+	$(BIN)/python experiments/validate.py $(if $(FULL),--full,)
+
+# The headline experiment: one frozen dataset replayed under every other factor (FULL=1: full size).
+headline: $(STAMP)
+	$(BIN)/python experiments/headline.py $(if $(FULL),--full,)
+
+# Every figure and number of the paper, from the finished runs (runs them where missing).
+paper-figures: $(STAMP)
+	$(BIN)/python experiments/paper_figures.py
+
+paper: paper-figures
+	cd paper && (command -v latexmk >/dev/null && latexmk -pdf -interaction=nonstopmode fi_sim.tex \
+	  || (pdflatex -interaction=nonstopmode fi_sim.tex && bibtex fi_sim && pdflatex -interaction=nonstopmode fi_sim.tex \
+	      && pdflatex -interaction=nonstopmode fi_sim.tex)) \
+	  || echo "make paper: no LaTeX here (latexmk or pdflatex); the figures and numbers are in paper/generated/"
 
 clean:
 	rm -rf $(VENV) runs

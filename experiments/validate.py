@@ -99,6 +99,25 @@ def check_sharpening(results) -> Verdict:
     return Verdict(passed, summary, details)
 
 
+def check_contamination(results) -> Verdict:
+    ds = results["contamination"]
+    details, lost = [], {}
+    for ver in ds["verifier"].values:
+        for data in ds["data"].values:
+            sel = dict(verifier=ver, data=data)
+            gain, clean = seed_ci(per_seed(ds["gain"], **sel)), seed_ci(per_seed(ds["clean_gain"], **sel))
+            lost[ver, data] = seed_ci(per_seed(ds["gain"] - ds["clean_gain"], **sel))
+            details.append(f"  {ver:>5} reward, {data:>17} data: gain {gain}, clean gain {clean}, "
+                           f"gone on the clean items {lost[ver, data]}")
+    weak = [v for v in ds["verifier"].values if v != "exact"][0]
+    d = lost[weak, "edge_contaminated"]
+    share = d.mean / max(seed_ci(per_seed(ds["gain"], verifier=weak, data="edge_contaminated")).mean, 1e-9)
+    passed = d.lo > 0
+    summary = (f"under the {weak} reward with contaminated data, gain minus clean gain {d} "
+               f"({share:.0%} of the measured gain)")
+    return Verdict(passed, summary, details)
+
+
 def check_noisy_verifiers(results) -> Verdict:
     ds = results["noisy_verifiers"]
     details, noise, means = [], [], []
@@ -221,7 +240,7 @@ def check_distillation(results) -> Verdict:
     effects = {}
     for b in ds["base"].values:
         quality = g(b, "exact_diverse") - g(b, "noisy_diverse")  # better teacher, same diversity
-        diversity = g(b, "exact_diverse") - g(b, "exact_pool8")  # more diverse prompts, same teacher
+        diversity = g(b, "exact_diverse") - g(b, "exact_pool32")  # more diverse prompts, same teacher
         effects[b] = (quality, diversity)
         details.append(f"  {b:>7}: quality effect {seed_ci(quality)}, diversity effect {seed_ci(diversity)}, "
                        f"quality minus diversity {seed_ci(quality - diversity)}")
@@ -248,6 +267,8 @@ FINDINGS = {
                 ("sharpening",), check_sharpening),
         Finding("spurious_rewards", "a reward blind to the answer helps one base and not another (Shao et al. 2025)",
                 ("spurious_rewards",), check_spurious_rewards),
+        Finding("contamination", "part of a weak reward's gain disappears on clean items (Wu et al. 2025)",
+                ("contamination",), check_contamination),
         Finding("noisy_verifiers", "noise degrades the gain smoothly; a hackable verifier is exploited",
                 ("noisy_verifiers",), check_noisy_verifiers),
         Finding("over_optimisation", "true reward rises then falls with KL under a hackable verifier "

@@ -56,6 +56,7 @@ class EvalResult(NamedTuple):
     true_by_skill: jax.Array  # [num_budgets, num_skills]: items that use the skill (NaN: none)
     clean_score: jax.Array  # [num_budgets]: true score on the items the run cannot have seen (NaN: none)
     tokens_per_item: jax.Array  # [num_budgets]: generated tokens one item costs under the budget
+    true_by_item: jax.Array  # [num_budgets, E]: each item's true score (the clean items are a suffix)
     tokens: jax.Array  # tokens generated during evaluation (all temperatures)
 
 
@@ -170,6 +171,7 @@ def make_evaluate(static: EvalStatic):
             out["true_by_skill"].append(subset(true_item, skill_w))
             out["clean_score"].append(subset(true_item, clean_w[:, None])[0])
             out["tokens_per_item"].append(jnp.mean(cost))
+            out["true_by_item"].append(true_item.astype(jnp.float32))
         return EvalResult(**{k: jnp.stack(v) for k, v in out.items()}, tokens=tokens)
 
     return evaluate

@@ -64,6 +64,13 @@ def test_results_round_trip_and_are_labelled(tiny_results):
         np.testing.assert_array_equal(var.values, ds[name].values)
     assert (loaded["status"] == 0).all()
     np.testing.assert_allclose(loaded["gain"], loaded["score"] - loaded["base_score"])
+    # nothing here is contaminated, so every item is clean: the clean scores are the whole set's
+    np.testing.assert_allclose(loaded["base_clean_score"], loaded["base_score"], atol=1e-6)
+    np.testing.assert_allclose(loaded["clean_gain"], loaded["gain"], atol=1e-6)
+    # the base's score by skill is a fraction, measured for the skills the evaluation items use
+    by_skill = loaded["base_score_by_skill"]
+    assert float(by_skill.min()) >= 0 and float(by_skill.max()) <= 1
+    assert int(by_skill.notnull().sum()) > 0
     # the exact verifier's proxy metrics are the true ones
     exact = loaded.sel(verifier="exact")
     np.testing.assert_array_equal(exact["proxy_score"], exact["score"])
