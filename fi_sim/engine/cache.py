@@ -9,7 +9,9 @@ the one the compiler would build.
     default                    $XDG_CACHE_HOME/fi_sim/jax, else ~/.cache/fi_sim/jax
 
 If the process has already configured a JAX compilation cache (`jax_compilation_cache_dir`), it is left alone.
-An executable loaded from the cache that fails to run is recompiled without it (`execute.Executor.map`).
+Beside JAX's cache, DIR/binaries keeps the engine's compiled one-device binaries, which every device of a
+multi-device run loads (see `execute.Binaries`). An executable loaded from either that fails to run is
+recompiled without them (`execute.Executor.map`).
 """
 
 from __future__ import annotations
@@ -30,10 +32,20 @@ def cache_dir() -> Path | None:
     return Path(base) / "fi_sim" / "jax"
 
 
+_DISABLED = [False]  # set by enable(disabled=True): no cache of any kind in this process
+
+
+def binaries_dir() -> Path | None:
+    """Where the engine keeps compiled binaries that every device can load (see `execute.Binaries`)."""
+    path = None if _DISABLED[0] else cache_dir()
+    return None if path is None else path / "binaries"
+
+
 def enable(disabled: bool = False) -> Path | None:
     """Turn the persistent cache on (unless disabled or already configured); returns the directory in use."""
     import jax
 
+    _DISABLED[0] = disabled
     current = jax.config.jax_compilation_cache_dir
     if current:
         return Path(current)

@@ -121,10 +121,12 @@ class Executor:
     on_compile: object = None  # callable(CompileRecord), e.g. the progress display
     compiled: dict = field(default_factory=dict)
     compile_seconds: float = 0.0
+    binaries: object = None  # a directory for compiled binaries; None: the engine's cache directory; False: none
 
     def __post_init__(self):
         self.devices = tuple(self.devices)
         self._pool = None
+        self._binaries = Binaries(self.binaries)
 
     @property
     def num_devices(self) -> int:
@@ -168,10 +170,15 @@ class Executor:
         first = self.devices[0]
         if first in todo:
             lowered = self._lower(row, args, device_batch, first)
-            hits = _cache_hits()
-            exe = lowered.compile()
-            # a fresh binary can be copied to other devices; one loaded from JAX's compilation cache cannot
-            blob = serialize(exe) if copies and _cache_hits() == hits else None
+            blob = self._binaries.get(lowered, first) if copies else None
+            exe = load(blob, lowered, first) if blob is not None else None
+            if exe is None:
+                hits = _cache_hits()
+                exe = lowered.compile()
+                # a fresh binary can be copied to other devices; one loaded from JAX's compilation cache cannot
+                blob = serialize(exe) if copies and _cache_hits() == hits else None
+                if blob is not None:
+                    self._binaries.put(lowered, first, blob)
             per_device.update({first: exe, "blob": blob, "lowered": lowered})
             todo.remove(first)
         else:
@@ -199,7 +206,9 @@ class Executor:
             # relocate it. Nothing is lost: compile afresh, without the cache, and compute the rows again.
             warnings.warn(f"a loaded executable failed to run ({str(error).splitlines()[0][:200]}); "
                           "recompiling without the compilation cache")
-            self.compiled.pop(self._key(row, args, device_batch), None)
+            stale = self.compiled.pop(self._key(row, args, device_batch), {})
+            if "lowered" in stale:
+                self._binaries.drop(stale["lowered"], self.devices[0])
             enabled = jax.config.jax_enable_compilation_cache
             jax.config.update("jax_enable_compilation_cache", False)
             try:
@@ -290,6 +299,52 @@ def _cache_hits() -> int:
         jax.monitoring.register_event_listener(listen)
         _LISTENING.append(listen)
     return _HITS[0]
+
+
+class Binaries:
+    """fi_sim's cache of compiled one-device binaries, by the lowered program and everything that shapes its
+    compile (a miss only costs a compile). It lets every device of a multi-device run load one binary — JAX's own
+    persistent cache keys CPU executables by device, and an executable it loaded cannot be copied to another
+    device. A binary that loads but fails to run is handled by `Executor.map` (recompiled, nothing lost)."""
+
+    def __init__(self, path=None):
+        from fi_sim.engine import cache
+
+        self.path = None if path is False else (path or cache.binaries_dir())
+
+    def _file(self, lowered, device):
+        import hashlib
+
+        import jaxlib
+
+        key = "\n".join([jax.__version__, jaxlib.__version__, device.platform, device.device_kind,
+                          os.environ.get("XLA_FLAGS", ""), str(jax.config.jax_enable_x64), lowered.as_text()])
+        return self.path / f"{hashlib.sha256(key.encode()).hexdigest()}.bin"
+
+    def get(self, lowered, device) -> bytes | None:
+        if self.path is None:
+            return None
+        try:
+            return self._file(lowered, device).read_bytes()
+        except Exception:
+            return None
+
+    def put(self, lowered, device, blob: bytes) -> None:
+        if self.path is None:
+            return
+        try:
+            from fi_sim.engine.store import atomic_write
+
+            atomic_write(self._file(lowered, device), blob)
+        except Exception:  # an unwritable cache must not stop a study
+            pass
+
+    def drop(self, lowered, device) -> None:
+        if self.path is not None:
+            try:
+                self._file(lowered, device).unlink()
+            except Exception:
+                pass
 
 
 def memory_bytes(exe) -> int | None:
