@@ -290,7 +290,11 @@ def load(stem: str, size: str):
     if size == "small":
         raw["study"]["seeds"] = min(raw["study"].get("seeds", 3), SMALL["seeds"])
         raw.setdefault("world", {})["eval_size"] = min(raw.get("world", {}).get("eval_size", 256), SMALL["eval_size"])
-    return study_from_dict(raw), path.read_text()
+    text = path.read_text()
+    if size == "small":  # the results directory records what was run: the file, and the overrides on top of it
+        text = (f"# run at small size: seeds = {raw['study']['seeds']} and [world] eval_size = "
+                f"{raw['world']['eval_size']} override the values below\n" + text)
+    return study_from_dict(raw), text
 
 
 def run_finding(finding: Finding, size: str, out: Path, quiet: bool = True) -> Verdict:
