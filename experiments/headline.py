@@ -83,7 +83,7 @@ def figure(ds, numbers: dict, path: Path) -> Path:
     y = ds["gain"].squeeze(drop=True)
     cell = y.mean("seed")
     factors = [d for d in cell.dims]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 2]})
     ax = axes[0]
     x = 0
     ticks, labels = [], []
@@ -93,11 +93,11 @@ def figure(ds, numbers: dict, path: Path) -> Path:
             ax.scatter(np.full(v.size, x) + np.linspace(-0.25, 0.25, v.size), v, s=10, alpha=0.7)
             ax.plot([x - 0.3, x + 0.3], [v.mean()] * 2, color="black")
             ticks.append(x)
-            labels.append(f"{f}\n{level}")
+            labels.append(f"{f}: {level}")
             x += 1
         x += 0.6
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xticks(ticks, labels, fontsize=7)
+    ax.set_xticks(ticks, labels, fontsize=7, rotation=40, ha="right")
     ax.set_ylabel("gain from the identical frozen pairs (pass, held-out)")
     ax.set_title(f"same pairs, {numbers['cells']} interfaces: gain from {numbers['gain_min']:+.2f} to "
                  f"{numbers['gain_max']:+.2f}")
