@@ -144,7 +144,7 @@ def validation(out: Path, nums: Numbers, run: bool) -> str:
         done += 1
         verdict_word = "PASS" if verdict.passed else "FAIL"
         rows.append([tex_escape(name), tex_escape(verdict.summary), verdict_word])
-        summary[name] = {"passed": verdict.passed, "summary": verdict.summary, "details": verdict.details}
+        summary[name] = {"passed": bool(verdict.passed), "summary": verdict.summary, "details": verdict.details}
     (out / "validation_table.tex").write_text(tex_table(["finding", "signature (95\\% CI over seeds)", ""], rows,
                                                         "lp{0.68\\linewidth}l"))
     (out / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
