@@ -219,7 +219,7 @@ def measure(c: PeerConfig, base_state: dict, runs: int, steps: int, repeats: int
 def base_state_from_jax(params, c: PeerConfig) -> dict:
     """The torch state dict holding the same weights as a flax policy (so both start from one base)."""
     p = {k: np.asarray(v) for k, v in _flat(params).items()}
-    W, H = c.width, c.num_heads
+    W = c.width
     state = {"embed.weight": p["embed/embedding"], "position": p["position"],
              "ln_final.weight": p["ln_final/scale"], "ln_final.bias": p["ln_final/bias"],
              "unembed.weight": p["unembed/kernel"].T, "unembed.bias": p["unembed/bias"]}

@@ -77,6 +77,7 @@ def savefig(fig, out: Path, stem: str) -> None:
 # --------------------------------------------------------------------------------------------- parts
 def demo(out: Path, nums: Numbers, run: bool) -> str:
     from fi_sim import load_results
+    from fi_sim.factors import FACTOR_NAMES
     from fi_sim.report import effects
 
     path = ROOT / "runs" / "demo"
@@ -92,8 +93,7 @@ def demo(out: Path, nums: Numbers, run: bool) -> str:
     eff = effects(ds)
     nums.add("DemoRuns", int((ds["status"] == 0).sum()))
     nums.add("DemoSeeds", int(ds.sizes["seed"]))
-    nums.add("DemoCells", int(np.prod([ds.sizes[f] for f in ("verifier", "base", "data", "optimizer", "scaffold",
-                                                            "budget")])))
+    nums.add("DemoCells", int(np.prod([ds.sizes[f] for f in FACTOR_NAMES])))
     gain = ds["gain"].mean("seed")
     nums.add("DemoGainMax", float(gain.max()), "{:+.2f}")
     nums.add("DemoGainMin", float(gain.min()), "{:+.2f}")

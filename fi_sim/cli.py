@@ -33,7 +33,7 @@ def _cmd_run(args) -> int:
         import jax
 
         jax.distributed.initialize()
-        index, count = jax.process_index(), jax.process_count()
+        index, count = None, None  # run_study takes them from jax.distributed (engine.runner.process_layout)
     elif (index is None) != (count is None):
         raise _usage_error("--process-index/--num-processes", f"{index}/{count}", "both or neither")
     ds = run_study(study, args.out, study_text=Path(args.study).read_text(), quiet=args.quiet,

@@ -141,7 +141,7 @@ def make_evaluate(static: EvalStatic):
         uses = (items.skills[:, :, None] == jnp.arange(world.num_skills)) & (idx < items.depth[:, None])[..., None]
         skill_w = jnp.any(uses, 1).astype(jnp.float32)  # [E, K]
         depth_w = (items.depth[:, None] == jnp.arange(1, world.max_depth + 1)).astype(jnp.float32)
-        clean_w = (jnp.arange(E) >= jnp.ceil(exposed_share * E)).astype(jnp.float32)
+        clean_w = clean_items(E, exposed_share).astype(jnp.float32)
 
         def subset(score, w):
             count = jnp.sum(w, 0)
@@ -175,6 +175,13 @@ def make_evaluate(static: EvalStatic):
         return EvalResult(**{k: jnp.stack(v) for k, v in out.items()}, tokens=tokens)
 
     return evaluate
+
+
+def clean_items(num_items: int, exposed_share, xp=jnp):
+    """Which evaluation items a run cannot have seen: the suffix after the exposed prefix of the evaluation set
+    (`exposed_share` of it, rounded up). `xp` is jax.numpy (traced) or numpy (assembling results)."""
+    share = xp.asarray(exposed_share, xp.float32)
+    return xp.arange(num_items) >= xp.ceil(share * xp.float32(num_items))
 
 
 def num_eval_samples(budgets, minimum: int = 16) -> int:

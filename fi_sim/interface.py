@@ -102,8 +102,6 @@ class WorldSettings:
         return TaskWorld(self.modulus, self.num_skills, self.max_depth, self.seed, self.heldout_period, self.family,
                          self.eval_size, tuple(self.eval_skills), tuple(self.eval_depths))
 
-    chain = task_world  # former name, kept for callers not yet updated
-
     def card(self) -> dict:
         d = asdict(self)
         d["eval_skills"] = list(self.eval_skills) or list(range(self.num_skills))

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 OK, NONFINITE, DIVERGED = 0, 1, 2
+NAMES = {OK: "ok", NONFINITE: "nonfinite", DIVERGED: "diverged"}
+WHY = {NONFINITE: "produced non-finite values", DIVERGED: "diverged (see fi_sim.engine.faults)"}
 MAX_KL_PER_POSITION = 30.0
 
 
@@ -43,6 +45,5 @@ def run_status(outputs: dict[str, np.ndarray], static) -> np.ndarray:
 
 
 def describe(status: np.ndarray) -> str:
-    names = {OK: "ok", NONFINITE: "nonfinite", DIVERGED: "diverged"}
-    counts = {names[c]: int(np.sum(status == c)) for c in names if np.any(status == c)}
+    counts = {NAMES[c]: int(np.sum(status == c)) for c in NAMES if np.any(status == c)}
     return ", ".join(f"{v} {k}" for k, v in counts.items())

@@ -131,7 +131,7 @@ class Plan:
 
 
 def policy_config(study: Study, base_level) -> PolicyConfig:
-    vocab = Vocab(study.world.chain())
+    vocab = Vocab(study.world.task_world())
     p = base_level.params
     return PolicyConfig(vocab.size, vocab.sequence_length, p["width"], p["num_layers"], p["num_heads"])
 
@@ -155,7 +155,7 @@ def make_plan(study: Study, chunk_size: int | None = None, device_batch: int | N
     """The study's work: bases, base evaluations, and groups of runs in chunks of `chunk_size` (default: the
     study's [engine] chunk_size, else DEFAULT_CHUNK_SIZE), computed `device_batch` at a time on each device
     (default: the study's, else the whole chunk). Choosing sizes from a memory bound is `sizing.size_plan`."""
-    world = study.world.chain()
+    world = study.world.task_world()
     budgets = tuple(MODULES["budget"].spec(level) for level in study.factors["budget"])
     num_samples = num_eval_samples(budgets, study.world.eval_min_samples)
 

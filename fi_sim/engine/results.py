@@ -16,10 +16,12 @@ import numpy as np
 import xarray as xr
 
 from fi_sim import __version__
+from fi_sim.engine import faults
 from fi_sim.engine.runfn import curve_stride, exposed_share
 from fi_sim.engine.plan import Plan, base_eval_name, chunk_name
 from fi_sim.engine.store import RunDirectory
 from fi_sim.errors import ResultsError
+from fi_sim.evaluate import clean_items
 from fi_sim.factors import FACTOR_NAMES
 from fi_sim.interface import TRAINING_FACTORS
 
@@ -72,7 +74,7 @@ VARIABLES = {
                             "per window"),
     "curve_kl": ("train_step", "run", "true", "nats per sequence", "KL(policy || base) per window of steps"),
 }
-STATUS = {"not_run": -1, "ok": 0, "nonfinite": 1, "diverged": 2}  # codes: fi_sim.engine.faults
+STATUS = {"not_run": -1, **{name: code for code, name in faults.NAMES.items()}}
 
 
 def _dims(kind: str) -> tuple[str, ...]:
@@ -115,10 +117,6 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
                 raise ResultsError(f"{rd.path}: base evaluation chunk {base_eval_name(chunk)} does not match the plan")
             base_eval[job.index] = {k: v[row] for k, v in arrays.items()}
 
-    shares = {}  # the exposed prefix of the evaluation set, per training cell (as the run function gets it)
-    for group, _ci, runs in plan.chunks():
-        for run in runs:
-            shares.setdefault(tuple(run.cell), exposed_share(study, run.cell))
     for group, ci, runs in plan.chunks():
         arrays, _ = rd.read("chunks", chunk_name(group.index, ci))
         window = curve_stride(group.static.posttrain.steps)
@@ -134,21 +132,22 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
             run_ids[tcell] = run.run_id
             if code != STATUS["ok"]:
                 continue
+            base = base_eval[run.base_eval]
+            if "base_score_by_item" in base:  # the base scored on the items this run cannot have seen
+                clean = clean_items(base["base_score_by_item"].shape[-1], exposed_share(study, run.cell), np)
             # full index: training factors with the budget axis inserted before seed
             for b in range(num_budgets):
                 cell6 = list(run.cell)
                 cell6.insert(bi, b)
                 idx = tuple(cell6) + (seed_pos[run.seed],)
-                base = base_eval[run.base_eval]
                 for name, (kind, source, *_r) in VARIABLES.items():
                     if kind.startswith("budget") and source == "run":
                         data[name][idx] = arrays[name][row, b]
                     elif kind.startswith("budget") and source == "base" and name in base:
                         data[name][idx] = base[name][b]  # (absent from directories written before it existed)
-                if "base_score_by_item" in base:  # the clean items are the suffix the run cannot have seen
+                if "base_score_by_item" in base:
                     items = base["base_score_by_item"][b]
-                    start = int(np.ceil(np.float32(shares[tuple(run.cell)]) * np.float32(items.shape[0])))
-                    data["base_clean_score"][idx] = np.mean(items[start:]) if start < items.shape[0] else np.nan
+                    data["base_clean_score"][idx] = np.mean(items[clean]) if clean.any() else np.nan
             for name, (kind, source, *_r) in VARIABLES.items():
                 if kind == "train":
                     data[name][tcell] = arrays[name][row]
@@ -167,12 +166,10 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
     data["gain"] = data["score"] - data["base_score"]
     data["proxy_gain"] = data["proxy_score"] - data["base_proxy_score"]
     data["clean_gain"] = data["clean_score"] - data["base_clean_score"]
-    bad = int(np.sum(status == STATUS["nonfinite"]))
-    if bad:
-        warnings.warn(f"{bad} run(s) produced non-finite values; marked in `status` and left out (NaN)")
-    diverged = int(np.sum(status == STATUS["diverged"]))
-    if diverged:
-        warnings.warn(f"{diverged} run(s) diverged (see fi_sim.engine.faults); marked in `status` and left out (NaN)")
+    for code, why in faults.WHY.items():
+        count = int(np.sum(status == code))
+        if count:
+            warnings.warn(f"{count} run(s) {why}; marked in `status` and left out (NaN)")
 
     variables = {}
     for name, (kind, _source, truth, units, description) in VARIABLES.items():

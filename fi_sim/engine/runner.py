@@ -184,7 +184,8 @@ class Bases:
 def evaluate_bases(plan: Plan, rd: RunDirectory, bases: Bases, executor, progress: Progress, share: Share) -> None:
     """Evaluate each base once per (scaffold, verifier) it is post-trained under, in fixed-size chunks."""
     study = plan.study
-    world, vocab = study.world.chain(), Vocab(study.world.chain())
+    world = study.world.task_world()
+    vocab = Vocab(world)
     skipped = 0
     for k, (ci, chunk) in enumerate(plan.base_eval_chunks()):
         if not share(k):
@@ -193,13 +194,9 @@ def evaluate_bases(plan: Plan, rd: RunDirectory, bases: Bases, executor, progres
         if rd.has("base_evals", name):
             skipped += 1
             continue
-        static = chunk[0].static
-        if any(j.static != static for j in chunk):  # chunks of evaluations with different shapes: split by shape
-            parts: dict = {}
-            for j in chunk:
-                parts.setdefault(j.static, []).append(j)
-        else:
-            parts = {static: chunk}
+        parts: dict = {}  # a chunk's evaluations, split by shape (one compiled evaluation each)
+        for j in chunk:
+            parts.setdefault(j.static, []).append(j)
         t = time.perf_counter()
         outs = {}
         for pstatic, jobs in parts.items():
@@ -211,7 +208,7 @@ def evaluate_bases(plan: Plan, rd: RunDirectory, bases: Bases, executor, progres
             keys = execute.key_data([eval_key(study, plan.bases[j.base_job]) for j in jobs])
             out = executor.map(execute.base_eval_row(pstatic, study.world), (params, scaffolds, verifiers, keys),
                                plan.device_batch, label="base evaluation")
-            for j, row in zip(jobs, range(len(jobs))):
+            for row, j in enumerate(jobs):
                 outs[j.index] = {key: v[row] for key, v in out.items()}
         arrays = {key: np.stack([outs[j.index][key] for j in chunk]) for key in next(iter(outs.values()))}
         arrays["job"] = np.array([j.index for j in chunk], np.int64)
@@ -259,21 +256,15 @@ def run_chunks(plan: Plan, rd: RunDirectory, bases: Bases, executor, progress: P
 # ---------------------------------------------------------------------------------------------- the study
 def _existing_layout(path: Path, study_hash: str) -> dict | None:
     """The layout a results directory was started with (None for a new one); refuses foreign directories."""
-    if (path / "manifest.json").exists():
-        manifest = RunDirectory(path).manifest()
-        if manifest["study_hash"] != study_hash:
-            raise ResultsError(f"{path}: holds a different study (study hash {manifest['study_hash'][:12]}, "
-                               f"this study {study_hash[:12]}); choose another --out directory or remove it")
-        plan = manifest.get("plan") or {}
-        if "layout" in plan:
-            return plan["layout"]
-        if "chunk_size" in plan:  # directories from before the device batch: the whole chunk in one call
-            return {"chunk_size": plan["chunk_size"], "device_batch": plan["chunk_size"]}
-        raise ResultsError(f"{path}/manifest.json: corrupt manifest (no plan layout)")
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ResultsError(f"{path}: exists and is not a fi_sim results directory (no manifest.json); "
-                           "choose an empty or new --out directory")
-    return None
+    manifest = RunDirectory.existing(path, study_hash)
+    if manifest is None:
+        return None
+    plan = manifest.get("plan") or {}
+    if "layout" in plan:
+        return plan["layout"]
+    if "chunk_size" in plan:  # directories from before the device batch: the whole chunk in one call
+        return {"chunk_size": plan["chunk_size"], "device_batch": plan["chunk_size"]}
+    raise ResultsError(f"{path}/manifest.json: corrupt manifest (no plan layout)")
 
 
 def prepare(study: Study, out: str | Path, executor, progress: Progress, *, study_text=None, chunk_size=None,

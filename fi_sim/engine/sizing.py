@@ -49,14 +49,8 @@ def posttrain_flops_per_step(static) -> float:
     return float(fpt * seqs * (L + 3 * (L - 1) + (L - 1)))
 
 
-def eval_flops(static) -> float:
-    """Model FLOPs of evaluating one policy under every budget (one set of samples per temperature)."""
-    e = static.evaluate
-    return float(e.policy.flops_per_token() * e.num_samples * len(e.temperatures) * e.policy.sequence_length)
-
-
 def run_flops(static, eval_size: int) -> float:
-    return static.posttrain.steps * posttrain_flops_per_step(static) + eval_size * eval_flops(static)
+    return static.posttrain.steps * posttrain_flops_per_step(static) + eval_size * eval_flops_of(static.evaluate)
 
 
 def pretrain_flops(static) -> float:
@@ -74,6 +68,7 @@ def plan_flops(plan: Plan) -> dict[str, float]:
 
 
 def eval_flops_of(estatic) -> float:
+    """Model FLOPs of evaluating one policy on one item under every budget (one set of samples per temperature)."""
     return float(estatic.policy.flops_per_token() * estatic.num_samples * len(estatic.temperatures)
                  * estatic.policy.sequence_length)
 

@@ -41,14 +41,16 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes durably: temporary file in the same directory, fsync, rename, fsync the directory."""
+def atomic_replace(path: Path, write) -> None:
+    """Put a file at `path` durably: `write(tmp)` fills a temporary file in the same directory, which is fsynced
+    and renamed into place, then the directory is fsynced. An interrupted write leaves no file at `path` (and
+    removes its temporary file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -60,6 +62,11 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes durably (see `atomic_replace`)."""
+    atomic_replace(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -86,20 +93,11 @@ class RunDirectory:
         deadline = time.monotonic() + wait_seconds
         while not create and not manifest_path.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
-        if manifest_path.exists():
-            manifest = rd.manifest()
-            if manifest["study_hash"] != study_hash:
-                raise ResultsError(
-                    f"{rd.path}: holds a different study (study hash {manifest['study_hash'][:12]}, "
-                    f"this study {study_hash[:12]}); choose another --out directory or remove it"
-                )
-            return rd
-        if not create:
+        if not create and not manifest_path.exists():
             raise ResultsError(f"{rd.path}: no manifest.json after {wait_seconds:.0f}s; start process 0 of the "
                                "study (it creates the directory) or run it once without --process-index")
-        if rd.path.exists() and (not rd.path.is_dir() or any(rd.path.iterdir())):
-            raise ResultsError(f"{rd.path}: exists and is not a fi_sim results directory (no manifest.json); "
-                               "choose an empty or new --out directory")
+        if cls.existing(rd.path, study_hash) is not None:
+            return rd
         rd.path.mkdir(parents=True, exist_ok=True)
         if study_text is not None:
             atomic_write(rd.path / "study.toml", study_text.encode())
@@ -113,6 +111,24 @@ class RunDirectory:
         }
         atomic_write(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode())
         return rd
+
+    @classmethod
+    def existing(cls, path: str | Path, study_hash: str) -> dict | None:
+        """The manifest of a results directory that holds this study; None for a new or empty path. Refuses a
+        directory of another study and a non-empty directory that is not a results directory."""
+        path = Path(path)
+        if (path / "manifest.json").exists():
+            manifest = cls(path).manifest()
+            if manifest["study_hash"] != study_hash:
+                raise ResultsError(
+                    f"{path}: holds a different study (study hash {manifest['study_hash'][:12]}, "
+                    f"this study {study_hash[:12]}); choose another --out directory or remove it"
+                )
+            return manifest
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ResultsError(f"{path}: exists and is not a fi_sim results directory (no manifest.json); "
+                               "choose an empty or new --out directory")
+        return None
 
     def manifest(self) -> dict:
         path = self.path / "manifest.json"
@@ -216,17 +232,7 @@ class RunDirectory:
 
     def write_dataset(self, ds) -> Path:
         path = self.path / "results.nc"
-        fd, tmp = tempfile.mkstemp(prefix=".results.nc.", suffix=".tmp", dir=self.path)
-        os.close(fd)
-        try:
-            ds.to_netcdf(tmp, engine="h5netcdf")
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_replace(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
         return path
 
 
