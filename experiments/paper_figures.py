@@ -235,6 +235,21 @@ def engine(out: Path, nums: Numbers) -> str:
         nums.add("BigStudyMinutes", s["wall_s"] / 60, "{:.0f}")
         nums.add("BigStudyPeakGiB", s["peak_rss_mb"] / 1024, "{:.1f}")
         notes.append("729x8 study")
+    gpu = ROOT / "benchmarks" / "gpu" / "results.json"
+    if gpu.exists():  # benchmarks/gpu.sh on a GPU machine (benchmarks/README.md)
+        g = json.loads(gpu.read_text())
+        top = max(g["run_steps_per_s"], key=int)
+        nums.add("GpuBenchN", int(top))
+        nums.add("GpuBenchRate", g["run_steps_per_s"][top], "{:,.0f}")
+        nums.add("GpuBenchVsLoop", g["ratio_vs_loop"][top], "{:.0f}")
+        nums.add("GpuBenchLoopRate", g["loop_run_steps_per_s"][top], "{:,.0f}")
+        notes.append("GPU benchmark")
+    gpu_study = ROOT / "benchmarks" / "gpu" / "study_729x8.json"
+    if gpu_study.exists():
+        s = json.loads(gpu_study.read_text())
+        nums.add("GpuStudySeconds", s["wall_s"], "{:.0f}")
+        nums.add("GpuStudyCompileSeconds", s["compile_s"], "{:.0f}")
+        notes.append("729x8 study on the GPU")
     return "engine: " + (", ".join(notes) or "nothing measured yet (make bench; python -m benchmarks.study ...)")
 
 
