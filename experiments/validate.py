@@ -147,6 +147,26 @@ def check_noisy_verifiers(results) -> Verdict:
     return Verdict(passed, summary, details)
 
 
+def rise_then_fall(truth, proxy, smooth: int = 5):
+    """Gao et al.'s signature along one arm's training curves ([seed, step] arrays of window means): true accuracy
+    rises from its start to a peak and falls from the peak to the end, while the proxy reward is higher at the end
+    than at the truth's peak. Curves are smoothed over `smooth` logged points. The peak is placed by cross-fitting
+    (for each seed, the argmax of the other seeds' mean curve, never the first or last point), so a seed's contrasts
+    are not biased upward by picking the maximum of its own noise. Returns (rise, fall, proxy_after, peak_share)."""
+    def smoothed(x):
+        x = np.asarray(x, float)
+        kernel = np.ones(smooth) / smooth
+        return np.stack([np.convolve(row, kernel, mode="valid") for row in x])
+
+    t, p = smoothed(truth), smoothed(proxy)
+    n, m = t.shape
+    peaks = [1 + int(np.argmax(np.delete(t, s, axis=0).mean(0)[1:-1])) for s in range(n)]
+    rise = np.array([t[s, k] - t[s, 0] for s, k in enumerate(peaks)])
+    fall = np.array([t[s, k] - t[s, -1] for s, k in enumerate(peaks)])
+    proxy_after = np.array([p[s, -1] - p[s, k] for s, k in enumerate(peaks)])
+    return seed_ci(rise), seed_ci(fall), seed_ci(proxy_after), float(np.mean(peaks)) / (m - 1)
+
+
 def check_over_optimisation(results) -> Verdict:
     ds = results["over_optimisation"]
     levels = list(ds["optimizer"].values)
@@ -155,14 +175,31 @@ def check_over_optimisation(results) -> Verdict:
     gains = {o: per_seed(ds["gain"], optimizer=o) for o in levels}
     details = [f"  {o:>7}: KL to base {kl[o]:.2f}, true gain {seed_ci(gains[o])}, proxy gain "
                f"{seed_ci(per_seed(ds['proxy_gain'], optimizer=o))}" for o in order]
+    # along optimisation (Gao et al.'s figure 1): the unpenalised arm, the one that moves furthest from its base
+    free = order[-1]
+    cell = dict(optimizer=free)
+    curve = lambda v: ds[v].sel(**cell).squeeze(drop=True).transpose("seed", "step").values  # noqa: E731
+    rise, fall, proxy_after, where = rise_then_fall(curve("curve_true_accuracy"), curve("curve_proxy_reward"))
+    kl_curve = ds["curve_kl"].sel(**cell).squeeze(drop=True).mean("seed").values
+    truth_curve = ds["curve_true_accuracy"].sel(**cell).squeeze(drop=True).mean("seed").values
+    proxy_curve = ds["curve_proxy_reward"].sel(**cell).squeeze(drop=True).mean("seed").values
+    marks = np.linspace(0, len(kl_curve) - 1, 6).round().astype(int)
+    details.append(f"  {free} over training (KL to base -> true accuracy / proxy reward of the training samples): "
+                   + "; ".join(f"{kl_curve[i]:.2f} -> {truth_curve[i]:.2f} / {proxy_curve[i]:.2f}" for i in marks))
+    details.append(f"  {free} along training: truth rises to its peak {rise}, falls from it to the end {fall}; the "
+                   f"proxy after the truth's peak {proxy_after} (peak at {100 * where:.0f}% of training)")
+    along = rise.lo > 0 and fall.lo > 0 and proxy_after.lo > 0
+    # across KL penalties: the final true gain peaks at an intermediate KL
     peak = max(order, key=lambda o: gains[o].mean())
     interior = peak not in (order[0], order[-1])
     above_low = seed_ci(gains[peak] - gains[order[0]])  # paired by seed: the same base and evaluation draws
     above_high = seed_ci(gains[peak] - gains[order[-1]])
-    passed = interior and above_low.lo > 0 and above_high.lo > 0
-    summary = (f"true gain peaks at KL {kl[peak]:.2f} ({peak}); peak minus lowest-KL {above_low}, peak minus "
-               f"highest-KL {above_high}")
-    return Verdict(passed, summary, details)
+    across = interior and above_low.lo > 0 and above_high.lo > 0
+    details.append(f"  across penalties: true gain peaks at KL {kl[peak]:.2f} ({peak}); peak minus lowest-KL "
+                   f"{above_low}, peak minus highest-KL {above_high}: {'yes' if across else 'no'}")
+    summary = (f"along training ({free}): truth up {rise} then down {fall} while the proxy rises {proxy_after}; "
+               f"across penalties: peak at KL {kl[peak]:.2f}, above the highest-KL arm by {above_high}")
+    return Verdict(along and across, summary, details)
 
 
 def check_edge_of_competence(results) -> Verdict:
@@ -218,18 +255,32 @@ def check_spurious_rewards(results) -> Verdict:
     return Verdict(passed, summary, details)
 
 
+EDGE_WINDOW = (0.2, 0.7)  # a base at the edge of its competence: some skill, room to learn (fixed in advance)
+
+
 def check_scaffold_learnability(results) -> Verdict:
     ds = results["scaffold_learnability"]
-    sc = {s: per_seed(ds["gain"], scaffold=s) for s in ds["scaffold"].values}
-    final = {s: seed_ci(per_seed(ds["score"], scaffold=s)) for s in ds["scaffold"].values}
-    tokens = {s: float(ds["train_tokens"].sel(scaffold=s).mean()) for s in ds["scaffold"].values}
-    details = [f"  {s:>10}: base {float(ds['base_score'].sel(scaffold=s).mean()):.3f} -> after {final[s]}, gain "
-               f"{seed_ci(sc[s])}; {tokens[s]:,.0f} training tokens" for s in ds["scaffold"].values]
-    diff = seed_ci(sc["scratchpad"] - sc["direct"])
     chance = 1.0 / 10
-    passed = diff.lo > 0 and final["scratchpad"].lo > 0.9 and final["direct"].hi < chance + 0.1
-    summary = (f"after post-training: scratchpad {final['scratchpad']}, direct {final['direct']} (chance {chance:.2f});"
-               f" gain difference {diff}")
+    details, contrasts, direct_ok = [], {}, True
+    for b in ds["base"].values:
+        sc = {s: per_seed(ds["gain"], base=b, scaffold=s) for s in ds["scaffold"].values}
+        final = {s: seed_ci(per_seed(ds["score"], base=b, scaffold=s)) for s in ds["scaffold"].values}
+        start = {s: float(ds["base_score"].sel(base=b, scaffold=s).mean()) for s in ds["scaffold"].values}
+        tokens = {s: float(ds["train_tokens"].sel(base=b, scaffold=s).mean()) for s in ds["scaffold"].values}
+        for s in ds["scaffold"].values:
+            details.append(f"  {b:>8} {s:>10}: base {start[s]:.3f} -> after {final[s]}, gain {seed_ci(sc[s])}; "
+                           f"{tokens[s]:,.0f} training tokens")
+        direct_ok &= final["direct"].hi < chance + 0.1
+        at_edge = EDGE_WINDOW[0] <= start["scratchpad"] <= EDGE_WINDOW[1]
+        diff = seed_ci(sc["scratchpad"] - sc["direct"])
+        details.append(f"  {b:>8}: gain difference scratchpad - direct {diff}; base at the edge of competence "
+                       f"(scratchpad {EDGE_WINDOW[0]}-{EDGE_WINDOW[1]}): {'yes' if at_edge else 'no'}")
+        if at_edge:
+            contrasts[b] = diff
+    passed = bool(contrasts) and all(d.lo > 0 for d in contrasts.values()) and direct_ok
+    shown = ", ".join(f"{b} {d}" for b, d in contrasts.items()) or "none"
+    summary = (f"gain difference scratchpad - direct on the bases at the edge of competence: {shown}; direct "
+               f"answers stay within 0.1 of chance ({chance:.2f}) after post-training on every base: {direct_ok}")
     return Verdict(passed, summary, details)
 
 
