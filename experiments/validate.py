@@ -249,6 +249,16 @@ def check_spurious_rewards(results) -> Verdict:
     noclip = seed_ci(per_seed(ds["gain"], verifier="random", base="rambling", optimizer="ppo_noclip"))
     details.append(f"  mechanism: format reward under REINFORCE {fmt_right} vs GRPO-normalised {grpo}; random "
                    f"reward with clip {clip} vs without {noclip}")
+    if "spurious_rewards_sgd" in results:  # diagnostic: the same rewards through Adam and through plain SGD
+        sgd = results["spurious_rewards_sgd"]
+        for v in sgd["verifier"].values:
+            row = "; ".join(f"{b} {' vs '.join(str(seed_ci(per_seed(sgd['gain'], verifier=v, base=b, optimizer=o))) for o in sgd['optimizer'].values)}"
+                            for b in sgd["base"].values)
+            details.append(f"  {v:>6} reward, {' vs '.join(sgd['optimizer'].values)}: {row}")
+        drift = {o: seed_ci(per_seed(sgd["kl_to_base"].sel(verifier="random"), base="rambling", optimizer=o))
+                 for o in sgd["optimizer"].values}
+        details.append("  random reward, rambling base, KL to base after post-training: "
+                       + ", ".join(f"{o} {d}" for o, d in drift.items()))
     passed = fmt_right.lo > 0 and fmt_short.hi < fmt_right.lo
     summary = (f"format-only reward: rambling base {fmt_right}, shortcut base {fmt_short} (REINFORCE); "
                f"random reward raises neither (best {max(clip.mean, noclip.mean):+.3f})")
@@ -317,7 +327,7 @@ FINDINGS = {
         Finding("sharpening", "RL sharpens: pass@1 up, pass@k at large k down (Yue et al. 2025)",
                 ("sharpening",), check_sharpening),
         Finding("spurious_rewards", "a reward blind to the answer helps one base and not another (Shao et al. 2025)",
-                ("spurious_rewards",), check_spurious_rewards),
+                ("spurious_rewards", "spurious_rewards_sgd"), check_spurious_rewards),
         Finding("contamination", "part of a weak reward's gain disappears on clean items (Wu et al. 2025)",
                 ("contamination",), check_contamination),
         Finding("noisy_verifiers", "noise degrades the gain smoothly; a hackable verifier is exploited",
