@@ -70,7 +70,7 @@ def tex_table(header: list[str], rows: list[list[str]], align: str | None = None
 
 
 def savefig(fig, out: Path, stem: str) -> None:
-    fig.savefig(out / f"{stem}.pdf")
+    fig.savefig(out / f"{stem}.pdf", metadata={"CreationDate": None})  # no timestamp: same data, same bytes
     fig.savefig(out / f"{stem}.png", dpi=130)
 
 
@@ -150,7 +150,75 @@ def validation(out: Path, nums: Numbers, run: bool) -> str:
     (out / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
     nums.add("ValidationPassed", sum(v["passed"] for v in summary.values()))
     nums.add("ValidationFindings", len(validate.FINDINGS))
-    return f"validation: {done} of {len(validate.FINDINGS)} findings"
+    figure = validation_figure(out, base)
+    return f"validation: {done} of {len(validate.FINDINGS)} findings" + (f"; {figure}" if figure else "")
+
+
+def validation_figure(out: Path, base: Path) -> str:
+    """Three findings as curves: over-optimisation (true accuracy and proxy reward of the training samples over
+    post-training, per KL penalty), spurious rewards (the format-only reward through Adam and through SGD) and
+    scaffold learnability (gain against the base's pretraining steps)."""
+    import tomllib
+
+    import validate
+    from fi_sim import load_results
+
+    paths = {stem: base / stem / stem for stem in ("over_optimisation", "scaffold_learnability")}
+    paths["spurious_rewards_sgd"] = base / "spurious_rewards" / "spurious_rewards_sgd"
+    if not all((p / "results.nc").exists() for p in paths.values()):
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.5))
+    oo = load_results(paths["over_optimisation"])
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    smooth = lambda y: np.convolve(y, np.ones(5) / 5, mode="valid")  # noqa: E731  (as the check reads them)
+    for color, o in zip(colors, oo["optimizer"].values):
+        cell = oo.sel(optimizer=o).squeeze(drop=True)
+        step = smooth(cell["step"].values.astype(float))
+        kl = float(cell["kl_to_base"].mean())
+        left.plot(step, smooth(cell["curve_true_accuracy"].mean("seed").values), color=color, lw=1.4,
+                  label=f"{o} (final KL {kl:.2f})")
+        left.plot(step, smooth(cell["curve_proxy_reward"].mean("seed").values), color=color, lw=1.0, ls="--")
+    left.set_xlabel("post-training step")
+    left.set_ylabel("training samples (seed mean)")
+    left.set_title("over-optimisation: true accuracy (solid), proxy reward (dashed)", fontsize=9)
+    left.legend(fontsize=7)
+
+    sp = load_results(paths["spurious_rewards_sgd"])
+    for color, o in zip(colors, sp["optimizer"].values):
+        cell = sp.sel(verifier="format", base="rambling", optimizer=o).squeeze(drop=True)
+        step = smooth(cell["step"].values.astype(float))
+        middle.plot(step, smooth(cell["curve_true_accuracy"].mean("seed").values), color=color, lw=1.4,
+                    label=f"{o} (final KL {float(cell['kl_to_base'].mean()):.2f})")
+        middle.plot(step, smooth(cell["curve_proxy_reward"].mean("seed").values), color=color, lw=1.0, ls="--")
+    middle.set_xlabel("post-training step")
+    middle.set_title("spurious rewards: format-only reward, rambling base", fontsize=9)
+    middle.legend(fontsize=7)
+
+    sl = load_results(paths["scaffold_learnability"])
+    raw = tomllib.loads((validate.FINDINGS_DIR / "scaffold_learnability.toml").read_text())
+    steps = {b["name"]: b["steps"] for b in raw["factors"]["base"]}
+    order = sorted(sl["base"].values, key=lambda b: steps[b])
+    x = [steps[b] for b in order]
+    for color, sc in zip(colors, sl["scaffold"].values):
+        cis = [validate.seed_ci(validate.per_seed(sl["gain"], base=b, scaffold=sc)) for b in order]
+        right.errorbar(x, [c.mean for c in cis], yerr=[[c.mean - c.lo for c in cis], [c.hi - c.mean for c in cis]],
+                       color=color, marker="o", ms=3, capsize=2, label=f"{sc}: gain")
+        right.plot(x, [float(sl["base_score"].sel(base=b, scaffold=sc).mean()) for b in order], color=color,
+                   lw=0.8, ls=":", label=f"{sc}: base score")
+    right.axhspan(*validate.EDGE_WINDOW, color="grey", alpha=0.08, lw=0)
+    right.set_xlabel("base pretraining steps")
+    right.set_ylabel("held-out depth 3-4 (pass@1)")
+    right.set_title("scaffold learnability (band: the edge window)", fontsize=9)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    savefig(fig, out, "validation_curves")
+    plt.close(fig)
+    return "figure validation_curves"
 
 
 def headline(out: Path, nums: Numbers, run: bool) -> str:

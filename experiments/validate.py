@@ -255,13 +255,24 @@ def check_spurious_rewards(results) -> Verdict:
             row = "; ".join(f"{b} {' vs '.join(str(seed_ci(per_seed(sgd['gain'], verifier=v, base=b, optimizer=o))) for o in sgd['optimizer'].values)}"
                             for b in sgd["base"].values)
             details.append(f"  {v:>6} reward, {' vs '.join(sgd['optimizer'].values)}: {row}")
-        drift = {o: seed_ci(per_seed(sgd["kl_to_base"].sel(verifier="random"), base="rambling", optimizer=o))
-                 for o in sgd["optimizer"].values}
-        details.append("  random reward, rambling base, KL to base after post-training: "
-                       + ", ".join(f"{o} {d}" for o, d in drift.items()))
+        for o in sgd["optimizer"].values:
+            c = sgd["curve_true_accuracy"].sel(verifier="format", base="rambling", optimizer=o)
+            c = c.squeeze(drop=True).mean("seed").values
+            details.append(f"  format reward, rambling base, {o}: true accuracy of the training samples {c[0]:.2f} at "
+                           f"the start, {c.max():.2f} at its highest (step window {int(c.argmax()) + 1} of {len(c)}), "
+                           f"{c[-1]:.2f} at the end")
+        for v in ("format", "random"):
+            drift = {o: seed_ci(per_seed(sgd["kl_to_base"], verifier=v, base="rambling", optimizer=o))
+                     for o in sgd["optimizer"].values}
+            details.append(f"  {v} reward, rambling base, KL to base after post-training: "
+                           + ", ".join(f"{o} {d}" for o, d in drift.items()))
     passed = fmt_right.lo > 0 and fmt_short.hi < fmt_right.lo
     summary = (f"format-only reward: rambling base {fmt_right}, shortcut base {fmt_short} (REINFORCE); "
                f"random reward raises neither (best {max(clip.mean, noclip.mean):+.3f})")
+    if "spurious_rewards_sgd" in results:  # reported beside the verdict, which it does not change
+        sgd = results["spurious_rewards_sgd"]
+        on = lambda b: seed_ci(per_seed(sgd["gain"], verifier="format", base=b, optimizer="reinforce_sgd"))  # noqa: E731
+        summary += f"; through plain SGD: rambling {on('rambling')}, shortcut {on('shortcut')}"
     return Verdict(passed, summary, details)
 
 
