@@ -173,31 +173,26 @@ def validation_figure(out: Path, base: Path) -> str:
     import matplotlib.pyplot as plt
 
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.5))
-    oo = load_results(paths["over_optimisation"])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    smooth = lambda y: np.convolve(y, np.ones(5) / 5, mode="valid")  # noqa: E731  (as the check reads them)
-    for color, o in zip(colors, oo["optimizer"].values):
-        cell = oo.sel(optimizer=o).squeeze(drop=True)
-        step = smooth(cell["step"].values.astype(float))
-        kl = float(cell["kl_to_base"].mean())
-        left.plot(step, smooth(cell["curve_true_accuracy"].mean("seed").values), color=color, lw=1.4,
-                  label=f"{o} (final KL {kl:.2f})")
-        left.plot(step, smooth(cell["curve_proxy_reward"].mean("seed").values), color=color, lw=1.0, ls="--")
-    left.set_xlabel("post-training step")
+
+    def curves(ax, ds, dim, **cell):
+        """True accuracy (solid) and proxy reward (dashed) over post-training, one colour per level of `dim`,
+        through the moving mean the checks read curves with."""
+        for color, level in zip(colors, ds[dim].values):
+            c = ds.sel({dim: level, **cell}).squeeze(drop=True)
+            step = validate.moving_mean(c["step"].values)
+            ax.plot(step, validate.moving_mean(c["curve_true_accuracy"].mean("seed").values), color=color, lw=1.4,
+                    label=f"{level} (final KL {float(c['kl_to_base'].mean()):.2f})")
+            ax.plot(step, validate.moving_mean(c["curve_proxy_reward"].mean("seed").values), color=color, lw=1.0,
+                    ls="--")
+        ax.set_xlabel("post-training step")
+        ax.legend(fontsize=7)
+
+    curves(left, load_results(paths["over_optimisation"]), "optimizer")
     left.set_ylabel("training samples (seed mean)")
     left.set_title("over-optimisation: true accuracy (solid), proxy reward (dashed)", fontsize=9)
-    left.legend(fontsize=7)
-
-    sp = load_results(paths["spurious_rewards_sgd"])
-    for color, o in zip(colors, sp["optimizer"].values):
-        cell = sp.sel(verifier="format", base="rambling", optimizer=o).squeeze(drop=True)
-        step = smooth(cell["step"].values.astype(float))
-        middle.plot(step, smooth(cell["curve_true_accuracy"].mean("seed").values), color=color, lw=1.4,
-                    label=f"{o} (final KL {float(cell['kl_to_base'].mean()):.2f})")
-        middle.plot(step, smooth(cell["curve_proxy_reward"].mean("seed").values), color=color, lw=1.0, ls="--")
-    middle.set_xlabel("post-training step")
+    curves(middle, load_results(paths["spurious_rewards_sgd"]), "optimizer", verifier="format", base="rambling")
     middle.set_title("spurious rewards: format-only reward, rambling base", fontsize=9)
-    middle.legend(fontsize=7)
 
     sl = load_results(paths["scaffold_learnability"])
     raw = tomllib.loads((validate.FINDINGS_DIR / "scaffold_learnability.toml").read_text())

@@ -147,18 +147,22 @@ def check_noisy_verifiers(results) -> Verdict:
     return Verdict(passed, summary, details)
 
 
-def rise_then_fall(truth, proxy, smooth: int = 5):
+SMOOTH = 5  # logged curve points in the moving mean through which checks (and the paper's figure) read curves
+
+
+def moving_mean(x, n: int = SMOOTH) -> np.ndarray:
+    """The moving mean over the last axis of `x` (windows of `n` points, only where the window is full)."""
+    x = np.asarray(x, float)
+    return np.apply_along_axis(lambda row: np.convolve(row, np.ones(n) / n, mode="valid"), -1, x)
+
+
+def rise_then_fall(truth, proxy, smooth: int = SMOOTH):
     """Gao et al.'s signature along one arm's training curves ([seed, step] arrays of window means): true accuracy
     rises from its start to a peak and falls from the peak to the end, while the proxy reward is higher at the end
     than at the truth's peak. Curves are smoothed over `smooth` logged points. The peak is placed by cross-fitting
     (for each seed, the argmax of the other seeds' mean curve, never the first or last point), so a seed's contrasts
     are not biased upward by picking the maximum of its own noise. Returns (rise, fall, proxy_after, peak_share)."""
-    def smoothed(x):
-        x = np.asarray(x, float)
-        kernel = np.ones(smooth) / smooth
-        return np.stack([np.convolve(row, kernel, mode="valid") for row in x])
-
-    t, p = smoothed(truth), smoothed(proxy)
+    t, p = moving_mean(truth, smooth), moving_mean(proxy, smooth)
     n, m = t.shape
     peaks = [1 + int(np.argmax(np.delete(t, s, axis=0).mean(0)[1:-1])) for s in range(n)]
     rise = np.array([t[s, k] - t[s, 0] for s, k in enumerate(peaks)])
@@ -179,10 +183,9 @@ def check_over_optimisation(results) -> Verdict:
     free = order[-1]
     cell = dict(optimizer=free)
     curve = lambda v: ds[v].sel(**cell).squeeze(drop=True).transpose("seed", "step").values  # noqa: E731
-    rise, fall, proxy_after, where = rise_then_fall(curve("curve_true_accuracy"), curve("curve_proxy_reward"))
-    kl_curve = ds["curve_kl"].sel(**cell).squeeze(drop=True).mean("seed").values
-    truth_curve = ds["curve_true_accuracy"].sel(**cell).squeeze(drop=True).mean("seed").values
-    proxy_curve = ds["curve_proxy_reward"].sel(**cell).squeeze(drop=True).mean("seed").values
+    truth, proxy = curve("curve_true_accuracy"), curve("curve_proxy_reward")
+    rise, fall, proxy_after, where = rise_then_fall(truth, proxy)
+    kl_curve, truth_curve, proxy_curve = curve("curve_kl").mean(0), truth.mean(0), proxy.mean(0)
     marks = np.linspace(0, len(kl_curve) - 1, 6).round().astype(int)
     details.append(f"  {free} over training (KL to base -> true accuracy / proxy reward of the training samples): "
                    + "; ".join(f"{kl_curve[i]:.2f} -> {truth_curve[i]:.2f} / {proxy_curve[i]:.2f}" for i in marks))
@@ -249,12 +252,16 @@ def check_spurious_rewards(results) -> Verdict:
     noclip = seed_ci(per_seed(ds["gain"], verifier="random", base="rambling", optimizer="ppo_noclip"))
     details.append(f"  mechanism: format reward under REINFORCE {fmt_right} vs GRPO-normalised {grpo}; random "
                    f"reward with clip {clip} vs without {noclip}")
-    if "spurious_rewards_sgd" in results:  # diagnostic: the same rewards through Adam and through plain SGD
-        sgd = results["spurious_rewards_sgd"]
+    passed = fmt_right.lo > 0 and fmt_short.hi < fmt_right.lo
+    summary = (f"format-only reward: rambling base {fmt_right}, shortcut base {fmt_short} (REINFORCE); "
+               f"random reward raises neither (best {max(clip.mean, noclip.mean):+.3f})")
+    if "spurious_rewards_sgd" in results:  # diagnostic: the same rewards through Adam and through plain SGD,
+        sgd = results["spurious_rewards_sgd"]  # reported beside the verdict, which it does not change
+        gain = lambda v, b, o: seed_ci(per_seed(sgd["gain"], verifier=v, base=b, optimizer=o))  # noqa: E731
+        optimizers = list(sgd["optimizer"].values)
         for v in sgd["verifier"].values:
-            row = "; ".join(f"{b} {' vs '.join(str(seed_ci(per_seed(sgd['gain'], verifier=v, base=b, optimizer=o))) for o in sgd['optimizer'].values)}"
-                            for b in sgd["base"].values)
-            details.append(f"  {v:>6} reward, {' vs '.join(sgd['optimizer'].values)}: {row}")
+            row = "; ".join(f"{b} " + " vs ".join(str(gain(v, b, o)) for o in optimizers) for b in sgd["base"].values)
+            details.append(f"  {v:>6} reward, {' vs '.join(optimizers)}: {row}")
         for o in sgd["optimizer"].values:
             c = sgd["curve_true_accuracy"].sel(verifier="format", base="rambling", optimizer=o)
             c = c.squeeze(drop=True).mean("seed").values
@@ -266,13 +273,8 @@ def check_spurious_rewards(results) -> Verdict:
                      for o in sgd["optimizer"].values}
             details.append(f"  {v} reward, rambling base, KL to base after post-training: "
                            + ", ".join(f"{o} {d}" for o, d in drift.items()))
-    passed = fmt_right.lo > 0 and fmt_short.hi < fmt_right.lo
-    summary = (f"format-only reward: rambling base {fmt_right}, shortcut base {fmt_short} (REINFORCE); "
-               f"random reward raises neither (best {max(clip.mean, noclip.mean):+.3f})")
-    if "spurious_rewards_sgd" in results:  # reported beside the verdict, which it does not change
-        sgd = results["spurious_rewards_sgd"]
-        on = lambda b: seed_ci(per_seed(sgd["gain"], verifier="format", base=b, optimizer="reinforce_sgd"))  # noqa: E731
-        summary += f"; through plain SGD: rambling {on('rambling')}, shortcut {on('shortcut')}"
+        summary += (f"; through plain SGD: rambling {gain('format', 'rambling', 'reinforce_sgd')}, shortcut "
+                    f"{gain('format', 'shortcut', 'reinforce_sgd')}")
     return Verdict(passed, summary, details)
 
 
