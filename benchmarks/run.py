@@ -76,12 +76,12 @@ def _device_batch(ex, row, example, n: int, requested: int | None) -> int:
 
     if requested:
         return requested
-    cap = sizing.device_batch_cap(ex.devices)
+    cap = sizing.platform_device_batch(ex.platform)
     b = max(1, min(cap, -(-n // ex.num_devices)))
-    budget = sizing.device_memory_budget(ex.devices)
+    budget, _ = sizing.memory_available(ex.devices)
     while b > 1:
         mem = execute.memory_bytes(ex.compile(row, example, b, all_devices=False))
-        if mem is None or mem <= budget:
+        if mem is None or mem * (ex.num_devices if ex.platform == "cpu" else 1) <= budget:
             break
         b //= 2
     return b

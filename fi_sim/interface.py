@@ -179,7 +179,22 @@ def training_signature(world: WorldSettings, levels: Mapping[str, Level]) -> dic
     return {"world": world.card(), "factors": {f: levels[f].card() for f in TRAINING_FACTORS}}
 
 
+RUN_ID_BITS = 63  # a run's identity: at the largest accepted study (MAX_RUNS) two ids collide with p < 1e-5
+
+
 def stable_run_id(world: WorldSettings, levels: Mapping[str, Level], seed: int) -> int:
-    """A run's id: a hash of its training signature and seed, so it does not depend on the rest of the study."""
+    """A run's id: a 63-bit hash of its training signature and seed, so it does not depend on the rest of the
+    study and two runs' ids do not collide at any accepted study size (see `run_key_word`)."""
     digest = content_hash({"run": training_signature(world, levels), "seed": int(seed)})
-    return int(digest[:8], 16) & 0x7FFFFFFF
+    return int(digest[:16], 16) & ((1 << RUN_ID_BITS) - 1)
+
+
+def run_key_word(run_id: int) -> int:
+    """The 31-bit word folded into the study key to make a run's PRNG key: `fold_in(study_key, word)`.
+
+    It is the top of the run id (the id's first 32 hash bits, masked to 31), which is what fi_sim's run ids were
+    before they grew to 63 bits, so every published run keeps its random stream bit for bit. Two runs of one
+    study share a word with probability about n^2 / 2^32 for n runs; they are still different runs (different
+    cells, or different seeds and so different bases), whose sampling noise is then correlated. `make_plan`
+    counts such pairs and says so; the identities used to store, resume and assemble runs are the full ids."""
+    return (run_id >> 32) & 0x7FFFFFFF

@@ -39,6 +39,8 @@ from fi_sim.factors.registry import Level
 from fi_sim.interface import Interface, InterfaceCard, WorldSettings, canonical_json, content_hash
 
 DESIGNS = ("full_factorial", "listed")
+# Runs in one study: 63-bit run ids (fi_sim.interface.stable_run_id) then collide with p < 1e-7.
+MAX_RUNS = 1 << 20
 TOP_LEVEL = ("study", "world", "factors", "design", "engine")
 
 
@@ -213,10 +215,29 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
     if len(sizes) == len(EngineSettings.FIELDS):
         engine = EngineSettings(**sizes)
 
+    if not problems:
+        study = Study(name=name, seeds=seeds, world=world, factors=factors, seed=seed, description=description,
+                      design=design, listed_cells=listed, engine=engine)
+        runs = num_runs(study)
+        if runs > MAX_RUNS:
+            problems.append(Problem("study.seeds", seeds_raw,
+                                    f"at most {MAX_RUNS:,} post-training runs in one study (seeds x training cells); "
+                                    f"this design has {runs:,}: split it into several studies"))
     if problems:
         raise ValidationError(problems)
-    return Study(name=name, seeds=seeds, world=world, factors=factors, seed=seed, description=description,
-                 design=design, listed_cells=listed, engine=engine)
+    return study
+
+
+def num_runs(study: Study) -> int:
+    """Post-training runs of a study: distinct cells of the training factors (the budget adds none) x seeds."""
+    train_axes = [i for i, f in enumerate(FACTOR_NAMES) if f != "budget"]
+    if study.design == "listed":
+        cells = len({tuple(c[i] for i in train_axes) for c in study.listed_cells})
+    else:
+        cells = 1
+        for i in train_axes:
+            cells *= len(study.factors[FACTOR_NAMES[i]])
+    return cells * len(study.seeds)
 
 
 def _listed_cells(cells, factors) -> tuple[tuple, list[Problem]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fi_sim.evaluate import EvalStatic, num_eval_samples
 from fi_sim.factors import FACTOR_NAMES, MODULES
 from fi_sim.engine.runfn import run_statics
-from fi_sim.interface import TRAINING_FACTORS, content_hash, stable_run_id
+from fi_sim.interface import TRAINING_FACTORS, content_hash, run_key_word, stable_run_id
 from fi_sim.study import Study
 from fi_sim.train import PosttrainStatic, PretrainStatic
 from fi_sim.world.policy import PolicyConfig
@@ -80,6 +80,7 @@ class Plan:
     groups: list[Group]
     chunk_size: int  # runs per chunk: the unit of durable writes, of resume and of sharing among processes
     device_batch: int = 0  # runs computed at once on each device (0: the whole chunk); fixed for a study
+    shared_key_words: int = 0  # runs whose PRNG key word another run of the study also has (see run_key_word)
 
     def __post_init__(self):
         if not self.device_batch:
@@ -121,6 +122,10 @@ class Plan:
         lines = [f"study {self.study.name!r}: {self.num_runs} post-training runs, {len(self.bases)} bases "
                  f"({len(self.base_evals)} base evaluations), {len(self.groups)} compiled group(s), "
                  f"chunk size {self.chunk_size}, device batch {self.device_batch}"]
+        if self.shared_key_words:
+            lines.append(f"  note: {self.shared_key_words} run(s) share a 31-bit PRNG key word with another run of "
+                         "the study (expected about n^2/2^32 for n runs): distinct runs with correlated sampling "
+                         "noise; see fi_sim.interface.run_key_word")
         for g in self.groups:
             p = g.static.posttrain
             n = -(-len(g.runs) // self.chunk_size)
@@ -187,8 +192,13 @@ def make_plan(study: Study, chunk_size: int | None = None, device_batch: int | N
     device_batch = device_batch or getattr(study.engine, "device_batch", None) or chunk_size
     plan = Plan(study, bases, list(base_evals.values()), list(groups.values()), chunk_size, min(device_batch, chunk_size))
     ids = [r.run_id for g in plan.groups for r in g.runs]
-    if len(set(ids)) != len(ids):  # 31-bit hashes: a collision is astronomically unlikely but would be silent
-        raise RuntimeError("run id collision; change study.seed")
+    if len(set(ids)) != len(ids):  # 63-bit ids within MAX_RUNS: p < 1e-5; a collision must never be silent
+        from fi_sim.errors import ResultsError
+
+        raise ResultsError(f"two of the study's {len(ids)} runs have the same 63-bit run id (a hash collision, "
+                           "p < 1e-5 at this size); please report it with the study file")
+    words = len(ids) - len({run_key_word(i) for i in ids})
+    plan.shared_key_words = words
     return plan
 
 

@@ -77,6 +77,17 @@ VARIABLES = {
 STATUS = {"not_run": -1, **{name: code for code, name in faults.NAMES.items()}}
 
 
+def _layout(rd: RunDirectory) -> dict:
+    """The layout the runs were computed at (device batch, canonical or not, platform), from the manifest."""
+    try:
+        layout = dict((rd.manifest().get("plan") or {}).get("layout") or {})
+    except ResultsError:
+        return {}
+    if "canonical_device_batch" in layout:
+        layout["canonical"] = layout["device_batch"] == layout["canonical_device_batch"]
+    return layout
+
+
 def _dims(kind: str) -> tuple[str, ...]:
     return {
         "budget": BUDGET_DIMS,
@@ -190,6 +201,7 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
         "description": study.description,
         "fi_sim_version": __version__,
         "study_hash": study.hash,
+        "layout": json.dumps(_layout(rd), sort_keys=True),
         "study": study.to_json(),
         "cards": json.dumps([json.loads(c.to_json(indent=None)) for c in study.cards()]),
     })

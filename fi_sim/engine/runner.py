@@ -3,7 +3,7 @@
 Every piece of work (a batch of bases, a chunk of base evaluations, a chunk of runs) is written durably as soon
 as it is done and skipped when found complete on a rerun, so a killed study resumes where it stopped and ends
 bitwise equal to an uninterrupted one: chunks have a fixed size, every run's key is `fold_in(study_key,
-run_id)`, and a run's result depends only on its inputs and the device batch (see `execute.py`) — never on which
+run_key_word(run_id))`, and a run's result depends only on its inputs and the device batch (see `execute.py`) — never on which
 runs share its chunk, how many devices computed it, or which process.
 
 A study can be split over P processes (`process_index` i of `num_processes` P, or `jax.distributed` when it is
@@ -30,6 +30,7 @@ from fi_sim.engine.sizing import size_plan
 from fi_sim.engine.store import RunDirectory
 from fi_sim.errors import ResultsError, invalid
 from fi_sim.factors import MODULES
+from fi_sim.interface import run_key_word
 from fi_sim.study import Study
 from fi_sim.train import STAGE_EVAL
 from fi_sim.world.policy import init_params
@@ -234,7 +235,7 @@ def run_chunks(plan: Plan, rd: RunDirectory, bases: Bases, executor, progress: P
             continue
         base_params = execute.stack(bases.get([r.base_job for r in runs]))
         run_params = execute.stack([run_params_for(study, r.cell) for r in runs])
-        keys = execute.key_data([jax.random.fold_in(skey, r.run_id) for r in runs])
+        keys = execute.key_data([jax.random.fold_in(skey, run_key_word(r.run_id)) for r in runs])
         eval_keys = execute.key_data([eval_key(study, plan.bases[r.base_job]) for r in runs])
         row = execute.run_row(group.static, study.world)
         executor.compile(row, (base_params, run_params, keys, eval_keys), plan.device_batch,
@@ -277,7 +278,7 @@ def prepare(study: Study, out: str | Path, executor, progress: Progress, *, stud
     sizing = size_plan(study, executor, chunk_size=chunk_size, device_batch=device_batch, layout=layout)
     plan = sizing.plan
     summary = {"runs": plan.num_runs, "bases": len(plan.bases), "groups": len(plan.groups),
-               "chunk_size": plan.chunk_size, "layout": plan.layout()}
+               "chunk_size": plan.chunk_size, "layout": sizing.layout()}
     rd = RunDirectory.open(out, study.hash, study.to_json(), summary, study_text)
     return sizing, rd
 

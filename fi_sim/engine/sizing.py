@@ -1,12 +1,17 @@
 """Choosing how the work is split, and estimating what it costs: the numbers `fi-sim plan` prints.
 
-The device batch (runs computed at once on each device) comes from a memory bound: each group's compiled
-executable is built ahead of time and XLA's memory analysis gives its peak memory per device; the batch is the
-largest power of two whose executable fits the per-device budget (a share of the accelerator's memory, or of
-the free RAM over the host devices), capped per platform. On a CPU the cap is small (`CPU_DEVICE_BATCH_CAP`):
-past a few runs per core the working set leaves the caches and throughput falls (measured on a 2-core EPYC:
-run-steps per CPU-second peak at 4 to 8 runs per device and fall by a third at 32). The chunk size defaults to
-one device batch on every local device, so a chunk is one compiled call.
+The layout (the device batch: runs computed at once on each device) shapes the arrays a run is computed in, so
+it decides the last bits of every result. It is therefore **canonical**: a function of the study and the
+platform only, never of free memory or of how many devices are present. The study's `[engine] device_batch`
+wins; else it is the platform's default (`CANONICAL_DEVICE_BATCH`), capped by the study's `[engine]
+chunk_size` when it sets one. Devices and processes only decide who computes which device batch; the chunk
+size (runs per durable file) never changes a bit.
+
+Memory is checked, not chased: each group is compiled once at the canonical batch (that executable is kept for
+the run), XLA's memory analysis gives its peak per device, and when that does not fit (every host device shares
+the RAM on a CPU; one accelerator's memory otherwise) the plan stops before any compute, saying what is needed,
+what is available and what to do. An explicit `--device-batch` that differs from the canonical one is allowed
+and recorded: the results then name a non-canonical layout (their last bits differ from a canonical run's).
 
 Model FLOPs are counted from the policy's shape (matmul FLOPs per token, `PolicyConfig.flops_per_token`) times
 the tokens each stage processes; time is estimated from them at a measured rate (`--calibrate` times one call
@@ -26,10 +31,14 @@ import numpy as np
 from fi_sim.engine.plan import BASE_BATCH, Plan, make_plan
 from fi_sim.errors import ResultsError, invalid
 
-CPU_DEVICE_BATCH_CAP = 8
-ACCELERATOR_DEVICE_BATCH_CAP = 4096
-CPU_MEMORY_SHARE = 0.5  # of the RAM available now, shared by the host devices
-ACCELERATOR_MEMORY_SHARE = 0.8  # of each accelerator's memory
+# The canonical device batch per platform. CPU: past a few runs per core the working set leaves the caches and
+# throughput falls (measured on a 2-core EPYC: run-steps per CPU-second peak at 4 to 8 runs per device and fall
+# by a third at 32). Accelerators: 256 runs of the 3^6 x 8 study's model take about 14 GiB, within any current
+# data-centre GPU (an H200 saturates near 4,096, at 78% of that rate at 256; choose more with --device-batch).
+CANONICAL_DEVICE_BATCH = {"cpu": 8}
+ACCELERATOR_DEVICE_BATCH = 256
+CPU_MEMORY_SHARE = 0.8  # of the RAM available now, for the compiled work of every host device together
+ACCELERATOR_MEMORY_SHARE = 0.9  # of each accelerator's memory
 # Without calibration, the engine is assumed to reach this share of the dense-matmul rate (rough: the toy
 # policy's matmuls are small; `benchmarks/` measures the real share, `fi-sim plan --calibrate` times it).
 ASSUMED_ROOFLINE_FRACTION = {"cpu": 0.2}
@@ -88,27 +97,41 @@ def available_host_memory() -> int:
         return 8 << 30
 
 
-def device_memory_budget(devices) -> int:
-    """Bytes one device may use for one compiled call."""
+def platform_device_batch(platform: str) -> int:
+    return CANONICAL_DEVICE_BATCH.get(platform, ACCELERATOR_DEVICE_BATCH)
+
+
+def canonical_device_batch(study, platform: str) -> int:
+    """The device batch a study is computed at on a platform: a function of the study and platform only."""
+    given = study.engine.device_batch
+    if given is not None:
+        return int(given)
+    default = platform_device_batch(platform)
+    return min(default, study.engine.chunk_size) if study.engine.chunk_size else default
+
+
+def memory_available(devices, host_bytes: int | None = None) -> tuple[int, str]:
+    """(bytes the compiled work of one call may use on the devices together, what that is) for the fit check."""
     d = devices[0]
     if d.platform == "cpu":
-        return int(CPU_MEMORY_SHARE * available_host_memory() / len(devices))
+        host = available_host_memory() if host_bytes is None else host_bytes
+        return int(CPU_MEMORY_SHARE * host), f"{CPU_MEMORY_SHARE:.0%} of the {host / 2**30:,.1f} GiB of RAM available"
     try:
         limit = (d.memory_stats() or {}).get("bytes_limit")
-    except Exception:
+    except Exception:  # a backend without memory statistics: assume a small accelerator
         limit = None
-    return int(ACCELERATOR_MEMORY_SHARE * (limit or 16 << 30))
+    limit = limit or 16 << 30
+    return int(ACCELERATOR_MEMORY_SHARE * limit), f"{ACCELERATOR_MEMORY_SHARE:.0%} of one device's {limit / 2**30:,.1f} GiB"
 
 
-def device_batch_cap(devices) -> int:
-    return CPU_DEVICE_BATCH_CAP if devices[0].platform == "cpu" else ACCELERATOR_DEVICE_BATCH_CAP
+def _pow2_floor(x: float) -> int:
+    return 1 << max(0, int(np.floor(np.log2(max(x, 1.0)))))
 
 
 # ---------------------------------------------------------------------------------------------- sizing
 @dataclass
 class GroupSizing:
     index: int
-    device_batch: int  # largest that fits this group (the plan uses the smallest over groups)
     memory_bytes: int | None  # per device, of the executable at the plan's device batch
     compile_seconds: float
     calibrated_seconds: float | None = None  # one call of D x device_batch runs, measured
@@ -117,25 +140,25 @@ class GroupSizing:
 @dataclass
 class Sizing:
     plan: Plan
-    budget_bytes: int
-    cap: int
+    available_bytes: int
     num_devices: int
     platform: str
     chosen_by: str  # how the device batch was chosen
+    canonical_device_batch: int
     groups: list[GroupSizing] = field(default_factory=list)
+
+    @property
+    def canonical(self) -> bool:
+        return self.plan.device_batch == self.canonical_device_batch
 
     @property
     def device_memory_bytes(self) -> int | None:
         known = [g.memory_bytes for g in self.groups if g.memory_bytes is not None]
         return max(known) if known else None
 
-
-def _pow2_floor(x: float) -> int:
-    return 1 << max(0, int(np.floor(np.log2(max(x, 1.0)))))
-
-
-def _largest_divisor_at_most(n: int, bound: int) -> int:
-    return max(d for d in range(1, min(n, max(bound, 1)) + 1) if n % d == 0)
+    def layout(self) -> dict:
+        """What a results directory records: every process and every resume must share it."""
+        return dict(self.plan.layout(), platform=self.platform, canonical_device_batch=self.canonical_device_batch)
 
 
 def example_run_args(plan: Plan, group):
@@ -153,61 +176,59 @@ def example_run_args(plan: Plan, group):
 
 
 def size_plan(study, executor, *, chunk_size: int | None = None, device_batch: int | None = None,
-              layout: dict | None = None, budget_bytes: int | None = None) -> Sizing:
-    """The plan with its chunk size and device batch chosen (and every group compiled for it).
+              layout: dict | None = None, host_memory_bytes: int | None = None) -> Sizing:
+    """The plan at its layout, with every group compiled for it and checked to fit in memory.
 
-    Precedence: a results directory's recorded `layout` (a resume must not change it), then the explicit
-    arguments (`--chunk-size`, `--device-batch`), then the study's [engine] settings, then the memory bound."""
+    The device batch: a results directory's recorded `layout` (a resume never changes it), else an explicit
+    `device_batch` (`--device-batch`; recorded as non-canonical when it differs), else the canonical one
+    (`canonical_device_batch`). The chunk size: recorded, else given, else the study's, else one device batch on
+    every local device (it never changes a result). Raises before any compute when a group does not fit."""
     from fi_sim.engine import execute
 
-    chunk_size = chunk_size or study.engine.chunk_size
-    device_batch = device_batch or study.engine.device_batch
+    platform = executor.platform
+    canonical = canonical_device_batch(study, platform)
     if layout:
         for name, value in (("chunk_size", chunk_size), ("device_batch", device_batch)):
             if value is not None and value != layout.get(name):
                 raise ResultsError(f"this results directory was started with {name} {layout.get(name)}; "
                                    f"got {value} (results depend on the layout: keep it, or use a new --out)")
+        if layout.get("platform", platform) != platform:
+            raise ResultsError(f"this results directory was computed on {layout['platform']}; this is {platform}, "
+                               "whose bits differ: resume it on the same platform, or use a new --out")
         chunk_size, device_batch = layout["chunk_size"], layout["device_batch"]
-    if device_batch is not None and chunk_size is not None and device_batch > chunk_size:
-        raise invalid("device_batch", device_batch, f"at most the chunk size ({chunk_size})")
-
-    budget = budget_bytes or device_memory_budget(executor.devices)
-    cap = device_batch_cap(executor.devices)
-    provisional = make_plan(study, chunk_size or 1 << 16)
-    D = executor.num_devices
-    records = []
-    if device_batch is not None:
-        chosen_by = "given"
+        canonical = layout.get("canonical_device_batch", canonical)
+        chosen_by = "recorded in the results directory"
+    elif device_batch is not None and device_batch != canonical:
+        chosen_by = f"given; NOT the canonical {canonical}: results differ in the last bits from a canonical run"
     else:
-        chosen_by = f"memory bound ({budget / 2**20:,.0f} MiB per device), cap {cap}"
-        device_batch = cap if chunk_size is None else _largest_divisor_at_most(chunk_size, cap)
-    # every group must fit: shrink until the largest executable fits the budget
-    for g in provisional.groups:
-        b = device_batch
-        row = execute.run_row(g.static, study.world)
-        args = example_run_args(provisional, g)
-        while True:
-            t = time.perf_counter()
-            exe = executor.compile(row, args, b, label=f"group {g.index}", all_devices=False)
-            mem = execute.memory_bytes(exe)
-            seconds = time.perf_counter() - t
-            if chosen_by == "given" or mem is None or mem <= budget or b == 1:
-                break
-            b = _pow2_floor(b * budget / mem) if mem > 2 * budget else b // 2
-            if chunk_size is not None:
-                b = _largest_divisor_at_most(chunk_size, b)
-        records.append(GroupSizing(g.index, b, mem, seconds))
-        device_batch = min(device_batch, b)
-    if chunk_size is None:
-        chunk_size = device_batch * D
+        device_batch = canonical
+        chosen_by = "canonical for the study on " + platform
+    D = executor.num_devices
+    chunk_size = chunk_size or study.engine.chunk_size or device_batch * D
     plan = make_plan(study, chunk_size, device_batch)
-    sizing = Sizing(plan, budget, cap, D, executor.platform, chosen_by)
-    for g, rec in zip(plan.groups, records):
-        if rec.device_batch != device_batch:  # compiled at a larger batch: compile the one the plan uses
-            exe = executor.compile(execute.run_row(g.static, study.world), example_run_args(plan, g), device_batch,
-                                   label=f"group {g.index}", all_devices=False)
-            rec.memory_bytes = execute.memory_bytes(exe)
+    available, what = memory_available(executor.devices, host_memory_bytes)
+    sizing = Sizing(plan, available, D, platform, chosen_by, canonical)
+    for g in plan.groups:
+        t = time.perf_counter()
+        exe = executor.compile(execute.run_row(g.static, study.world), example_run_args(plan, g), device_batch,
+                               label=f"group {g.index}", all_devices=False)
+        rec = GroupSizing(g.index, execute.memory_bytes(exe), time.perf_counter() - t)
         sizing.groups.append(rec)
+        need = None if rec.memory_bytes is None else rec.memory_bytes * (D if platform == "cpu" else 1)
+        if need is not None and need > available:
+            per = rec.memory_bytes / device_batch
+            fits = max(1, int(available // (per * (D if platform == "cpu" else 1))))
+            remedies = []
+            if platform == "cpu" and D > 1 and rec.memory_bytes <= available:
+                remedies.append(f"use fewer host devices (--devices {max(1, int(available // rec.memory_bytes))}: "
+                                "same results, slower)")
+            remedies.append("free memory")
+            remedies.append(f"or choose a non-canonical layout (--device-batch {_pow2_floor(fits)}: recorded; its "
+                            "last bits differ from a canonical run)")
+            raise ResultsError(
+                f"group {g.index} needs {need / 2**30:,.2f} GiB at device batch {device_batch} on {D} "
+                f"{platform} device(s) ({rec.memory_bytes / 2**20:,.0f} MiB per device); available: "
+                f"{available / 2**30:,.2f} GiB ({what}); " + ", ".join(remedies))
     return sizing
 
 
@@ -288,6 +309,12 @@ def describe(sizing: Sizing, est: Estimate | None = None) -> str:
         mem = "unknown" if rec.memory_bytes is None else f"{rec.memory_bytes / 2**20:,.1f} MiB"
         per_run = "" if rec.memory_bytes is None else f", about {rec.memory_bytes / plan.device_batch / 2**20:,.1f} MiB per run"
         lines.append(f"  group {g.index}: compiled in {rec.compile_seconds:.1f}s; memory per device {mem}{per_run}")
+    mem = sizing.device_memory_bytes
+    if mem is not None:
+        need = mem * (sizing.num_devices if sizing.platform == "cpu" else 1)
+        lines.append(f"memory: {need / 2**30:,.2f} GiB of compiled work "
+                     f"({'all host devices' if sizing.platform == 'cpu' else 'per device'}); "
+                     f"{sizing.available_bytes / 2**30:,.2f} GiB available for it")
     if est is not None:
         total_f = sum(est.flops.values())
         total_s = sum(est.seconds.values())
