@@ -194,6 +194,10 @@ class Executor:
             self.on_compile(CompileRecord(f"{label}{where}", seconds, memory_bytes(exe)))
         return exe
 
+    def lowered(self, row, args, device_batch: int):
+        """The lowered program of a compiled `row` (see `compile`), e.g. to hash what a group computes."""
+        return self.compiled[self._key(row, args, device_batch)]["lowered"]
+
     def map(self, row, args, device_batch: int, label: str = ""):
         """Apply `row` to every row of `args` (a tuple of pytrees with a leading rows axis); returns numpy
         outputs with the same leading size. Device batch k runs on device k mod D, each device in its own host

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from flax import serialization
 
-from fi_sim.engine import cache, execute, faults
+from fi_sim.engine import cache, execute, faults, grow, sizing
 from fi_sim.engine.plan import BASE_BATCH, Plan, base_eval_name, chunk_name
 from fi_sim.engine.progress import Progress
 from fi_sim.engine.results import assemble
@@ -228,30 +228,49 @@ def run_chunks(plan: Plan, rd: RunDirectory, bases: Bases, executor, progress: P
     total_steps = sum(len(runs) * g.static.posttrain.steps for _, g, _, runs in mine)
     total_runs = sum(len(runs) for *_, runs in mine)
     progress.set_total(total_runs, total_steps / max(1, total_runs))
+    reuse = grow.Reuse(rd.path)
+    if reuse:
+        progress.log(f"  {len(reuse)} finished run(s) of the study this directory grew from can be reused")
+    programs: dict[int, str] = {}
     for k, group, ci, runs in mine:
         name = chunk_name(group.index, ci)
         if rd.has("chunks", name):
             progress.skipped(len(runs))
             continue
-        base_params = execute.stack(bases.get([r.base_job for r in runs]))
-        run_params = execute.stack([run_params_for(study, r.cell) for r in runs])
-        keys = execute.key_data([jax.random.fold_in(skey, run_key_word(r.run_id)) for r in runs])
-        eval_keys = execute.key_data([eval_key(study, plan.bases[r.base_job]) for r in runs])
         row = execute.run_row(group.static, study.world)
-        executor.compile(row, (base_params, run_params, keys, eval_keys), plan.device_batch,
-                         label=f"group {group.index}")  # compile time is reported apart from run time
+        example = sizing.example_run_args(plan, group)
+        if group.index not in programs:
+            # the identity of the group's program: what a reused run must share (compiled once, kept for the run)
+            executor.compile(row, example, plan.device_batch, label=f"group {group.index}")
+            programs[group.index] = grow.program_hash(executor.lowered(row, example, plan.device_batch))
+        identities = [grow.run_identity(r.run_id, study.seed, plan.device_batch, programs[group.index])
+                      for r in runs]
+        reused = reuse.find(identities) if reuse else {}
+        todo = [i for i in range(len(runs)) if i not in reused]
         t = time.perf_counter()
-        out = executor.map(row, (base_params, run_params, keys, eval_keys), plan.device_batch)
+        computed = {}
+        if todo:
+            part = [runs[i] for i in todo]
+            base_params = execute.stack(bases.get([r.base_job for r in part]))
+            run_params = execute.stack([run_params_for(study, r.cell) for r in part])
+            keys = execute.key_data([jax.random.fold_in(skey, run_key_word(r.run_id)) for r in part])
+            eval_keys = execute.key_data([eval_key(study, plan.bases[r.base_job]) for r in part])
+            out = dict(executor.map(row, (base_params, run_params, keys, eval_keys), plan.device_batch))
+            out["status"] = faults.run_status(out, group.static)
+            computed = {i: {key: v[j] for key, v in out.items()} for j, i in enumerate(todo)}
         seconds = time.perf_counter() - t
-        out = dict(out)
-        out["status"] = faults.run_status(out, group.static)
+        rows = [computed[i] if i in computed else reused[i] for i in range(len(runs))]
+        out = {key: np.stack([r[key] for r in rows]) for key in rows[0] if key != "run_id"}
         out["run_id"] = np.array([r.run_id for r in runs], np.int64)
         rd.write("chunks", name, out, {"group": group.index, "chunk": ci, "global_chunk": k, "runs": len(runs),
-                                       "seconds": seconds, "devices": executor.num_devices, "process": share.index})
+                                       "reused": len(reused), "identities": identities, "seconds": seconds,
+                                       "devices": executor.num_devices, "process": share.index})
         if np.any(out["status"] != faults.OK):
             progress.log(f"  warning: {name}: {faults.describe(out['status'])} run(s); they are left out of the "
                          "results (NaN, marked in `status`)")
-        progress.chunk(f"group {group.index} chunk {ci}", len(runs), len(runs) * group.static.posttrain.steps, seconds)
+        progress.chunk(f"group {group.index} chunk {ci}", len(todo), len(todo) * group.static.posttrain.steps, seconds)
+        if reused:
+            progress.skipped(len(reused))
 
 
 # ---------------------------------------------------------------------------------------------- the study
@@ -269,11 +288,17 @@ def _existing_layout(path: Path, study_hash: str) -> dict | None:
 
 
 def prepare(study: Study, out: str | Path, executor, progress: Progress, *, study_text=None, chunk_size=None,
-            device_batch=None, process_index: int = 0, wait_seconds: float = 600.0):
+            device_batch=None, process_index: int = 0, wait_seconds: float = 600.0, grow_study: bool = False):
     """Size the plan and open (or create) the results directory. Process 0 creates it; others wait for it."""
     out = Path(out)
     if process_index > 0:
         RunDirectory.open(out, study.hash, "", {}, create=False, wait_seconds=wait_seconds)
+    if grow_study and (out / "manifest.json").exists():
+        grow.start(out, study, None)
+        if study_text is not None:
+            from fi_sim.engine.store import atomic_write
+
+            atomic_write(out / "study.toml", study_text.encode())
     layout = _existing_layout(out, study.hash)
     sizing = size_plan(study, executor, chunk_size=chunk_size, device_batch=device_batch, layout=layout)
     plan = sizing.plan
@@ -286,7 +311,7 @@ def prepare(study: Study, out: str | Path, executor, progress: Progress, *, stud
 def run_study(study: Study, out: str | Path, *, study_text: str | None = None, quiet: bool = False,
               chunk_size: int | None = None, device_batch: int | None = None, process_index: int | None = None,
               num_processes: int | None = None, devices: int | None = None, use_cache: bool = True,
-              wait_seconds: float = 3600.0, stream=None):
+              wait_seconds: float = 3600.0, stream=None, grow_study: bool = False):
     """Run (or resume) a study into `out`; returns the results Dataset (also written to out/results.nc).
 
     With several processes, only process 0 returns the Dataset (after every process's chunks are written);
@@ -298,7 +323,8 @@ def run_study(study: Study, out: str | Path, *, study_text: str | None = None, q
     executor = execute.Executor(execute.local_devices(devices), on_compile=progress.compiled)
     t0 = time.perf_counter()
     sizing, rd = prepare(study, out, executor, progress, study_text=study_text, chunk_size=chunk_size,
-                         device_batch=device_batch, process_index=index, wait_seconds=wait_seconds)
+                         device_batch=device_batch, process_index=index, wait_seconds=wait_seconds,
+                         grow_study=grow_study)
     plan = sizing.plan
     progress.log(plan.describe())
     progress.log(f"  {executor.num_devices} {executor.platform} device(s), device batch {plan.device_batch}"
@@ -323,6 +349,7 @@ def run_study(study: Study, out: str | Path, *, study_text: str | None = None, q
                  "chunk(s) of runs")
     ds = assemble(plan, rd)
     rd.write_dataset(ds)
+    grow.Reuse(rd.path).finish()  # a grown study's earlier chunks: every reused row is in the new chunks now
     progress.log(f"done in {time.perf_counter() - t0:.1f}s ({progress.summary()}): {Path(out) / 'results.nc'}")
     return ds
 
@@ -353,6 +380,7 @@ def merge(out: str | Path, study: Study | None = None, quiet: bool = False, stre
                            "`fi-sim run` (any number of processes) before merging")
     ds = assemble(plan, rd)
     path = rd.write_dataset(ds)
+    grow.Reuse(rd.path).finish()
     if not quiet:
         print(f"merged {plan.num_runs} runs: {path}", file=stream or __import__("sys").stderr)
     return ds

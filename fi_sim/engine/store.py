@@ -122,7 +122,8 @@ class RunDirectory:
             if manifest["study_hash"] != study_hash:
                 raise ResultsError(
                     f"{path}: holds a different study (study hash {manifest['study_hash'][:12]}, "
-                    f"this study {study_hash[:12]}); choose another --out directory or remove it"
+                    f"this study {study_hash[:12]}); choose another --out directory, or --grow to grow it into "
+                    "this study (reusing every unchanged finished run)"
                 )
             return manifest
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -167,16 +168,29 @@ class RunDirectory:
         if not receipt.exists() or not data.exists():
             return False
         meta = self._receipt(receipt)
-        if meta is None or not self._same_study(meta):
+        if meta is None or not self._same_study(meta, kind):
             return False
         try:
             return meta.get("sha256") == sha256_bytes(data.read_bytes())
         except OSError:
             return False
 
-    def _same_study(self, meta: dict) -> bool:
+    def _same_study(self, meta: dict, kind: str = "") -> bool:
         # receipts written before the study hash was recorded in them are accepted (the manifest was checked)
-        return self.study_hash is None or meta.get("study_hash", self.study_hash) == self.study_hash
+        if self.study_hash is None or meta.get("study_hash", self.study_hash) == self.study_hash:
+            return True
+        # a grown study (fi_sim.engine.grow) keeps its bases: a base depends only on the world, the study seed,
+        # its level and its seed, which its file name and growth keep
+        return kind == "bases" and meta.get("study_hash") in self.lineage()
+
+    def lineage(self) -> tuple[str, ...]:
+        """The study hashes this directory held before it grew into its current study."""
+        if not hasattr(self, "_lineage"):
+            try:
+                self._lineage = tuple(json.loads((self.path / "manifest.json").read_text()).get("lineage", ()))
+            except (OSError, ValueError, AttributeError):
+                self._lineage = ()
+        return self._lineage
 
     def write(self, kind: str, name: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
         data_path, receipt_path = self._paths(kind, name)
@@ -198,7 +212,7 @@ class RunDirectory:
             raise ResultsError(f"{receipt_path}: corrupt receipt ({err})") from None
         if not isinstance(meta, dict):
             raise ResultsError(f"{receipt_path}: corrupt receipt (not a JSON object)")
-        if not self._same_study(meta):
+        if not self._same_study(meta, kind):
             raise ResultsError(f"{receipt_path}: belongs to another study (study hash "
                                f"{str(meta.get('study_hash'))[:12]}, this directory {str(self.study_hash)[:12]})")
         if meta.get("sha256") != sha256_bytes(blob):
