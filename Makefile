@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev
 
-.PHONY: demo test install clean bench validate headline paper-figures paper
+.PHONY: demo test install clean bench validate headline paper-figures paper check-published
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ headline: $(STAMP)
 # Every figure and number of the paper, from the finished runs (runs them where missing).
 paper-figures: $(STAMP)
 	$(BIN)/python experiments/paper_figures.py
+
+# Rerun the demo from scratch and fail if the README's or the paper's demo numbers differ from it (a few minutes).
+check-published: $(STAMP)
+	$(BIN)/python experiments/check_published.py
 
 paper: paper-figures
 	cd paper && (command -v latexmk >/dev/null && latexmk -pdf -interaction=nonstopmode fi_sim.tex \

@@ -83,7 +83,25 @@ def eval_flops_of(estatic) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- memory
+MEMORY_LIMIT_ENV = "FI_SIM_MEMORY_LIMIT"  # bytes of RAM fi_sim may count on (e.g. on a shared machine); at most the free RAM
+
+
 def available_host_memory() -> int:
+    """The RAM available now (MemAvailable), or FI_SIM_MEMORY_LIMIT bytes when that is set and smaller."""
+    free = _free_host_memory()
+    limit = os.environ.get(MEMORY_LIMIT_ENV)
+    if limit:
+        try:
+            value = int(float(limit))
+        except ValueError:
+            raise invalid(MEMORY_LIMIT_ENV, limit, "a number of bytes, e.g. 8e9") from None
+        if value < 1:
+            raise invalid(MEMORY_LIMIT_ENV, limit, "a positive number of bytes, e.g. 8e9")
+        return min(value, free)
+    return free
+
+
+def _free_host_memory() -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:

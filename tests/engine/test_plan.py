@@ -121,3 +121,12 @@ def test_fi_sim_plan_prints_groups_chunks_memory_and_time(micro_study_file):
     for needle in ("16 post-training runs", "1 compiled group", "chunk size 2", "device batch 2",
                    "memory per device", "estimated work", "estimated peak memory", "estimated time"):
         assert needle in out, (needle, out)
+
+
+def test_a_memory_limit_from_the_environment(monkeypatch):
+    free = sizing._free_host_memory()
+    monkeypatch.setenv(sizing.MEMORY_LIMIT_ENV, "1e9")
+    assert sizing.available_host_memory() == min(10**9, free)
+    monkeypatch.setenv(sizing.MEMORY_LIMIT_ENV, "lots")
+    with pytest.raises(ValidationError, match="FI_SIM_MEMORY_LIMIT"):
+        sizing.available_host_memory()

@@ -1,0 +1,90 @@
+"""Check that the demo's published numbers are the numbers a fresh run gets (`make check-published`).
+
+Reruns `experiments/demo.toml` into a fresh directory at its canonical layout, recomputes every demo number the
+paper (`paper/generated/numbers.tex`, `summary.json`) and the README publish, and compares them. On the platform
+the numbers were published from (recorded as `DemoPlatform`), they must be identical as printed. On another
+platform the bits differ (XLA compiles for the host), so contrasts must agree within three seed standard errors
+and counts exactly. Exits 1 listing every difference; 0 when all agree.
+
+    python experiments/check_published.py [--results DIR]   # DIR: an existing demo run to check instead
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+import paper_figures as pf  # noqa: E402
+
+
+def published_numbers() -> dict[str, str]:
+    tex = (pf.OUT / "numbers.tex").read_text()
+    return {k: v for k, v in re.findall(r"\\newcommand\{\\fs([A-Za-z]+)\}\{(.*)\}$", tex, re.M)
+            if k.startswith("Demo")}
+
+
+def published_paragraph() -> str:
+    text = (ROOT / "README.md").read_text()
+    a, b = text.index(pf.README_DEMO_BEGIN) + len(pf.README_DEMO_BEGIN), text.index(pf.README_DEMO_END)
+    return text[a:b].strip()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", help="an existing results directory of experiments/demo.toml to check")
+    args = parser.parse_args(argv)
+    if args.results:
+        path = Path(args.results)
+    else:
+        from fi_sim.engine.runner import run_study
+        from fi_sim.study import load_study
+
+        path = Path(tempfile.mkdtemp(prefix="fi_sim-check-")) / "demo"
+        study_file = ROOT / "experiments" / "demo.toml"
+        print(f"running the demo afresh into {path} ...", flush=True)
+        run_study(load_study(study_file), path, study_text=study_file.read_text(), quiet=True)
+    nums = pf.Numbers()
+    ds, eff = pf.demo_numbers(path, nums)
+    fresh = {k: v for k, v in nums.values.items()}
+    published = published_numbers()
+    here, there = fresh["DemoPlatform"], published.get("DemoPlatform")
+    same_platform = here == there
+    problems = []
+    se = {"".join(p.capitalize() for p in str(t).split(":")): float(eff["contrast_se"].sel(term=t))
+          for t in eff["term"].values}
+    for name in sorted(set(published) | set(fresh)):
+        a, b = published.get(name), fresh.get(name)
+        if name == "DemoPlatform" or a == b:
+            continue
+        if not same_platform and name.endswith(("Contrast", "Z")) and a is not None and b is not None:
+            key = name[4:].removesuffix("Contrast").removesuffix("Z")
+            if name.endswith("Contrast") and key in se and abs(float(a) - float(b)) <= 3 * se[key]:
+                continue
+            if name.endswith("Z") and abs(float(a) - float(b)) <= 3:
+                continue
+        problems.append(f"{name}: published {a}, fresh run {b}")
+    paragraph = pf.readme_demo_paragraph(ds, eff)
+    if same_platform and paragraph != published_paragraph():
+        problems.append(f"README demo paragraph differs:\n  published: {published_paragraph()}\n  fresh:     {paragraph}")
+    print(f"published on: {there}\nthis machine: {here}"
+          + ("" if same_platform else "\n(another platform: bits differ; contrasts compared within 3 seed SEs)"))
+    if problems:
+        print(f"{len(problems)} published demo number(s) differ from a fresh run:")
+        for p in problems:
+            print("  " + p)
+        print("regenerate them with `make demo && python experiments/paper_figures.py --no-run --only demo` "
+              "(and say so in the commit)")
+        return 1
+    print(f"all {len(fresh)} published demo numbers and the README paragraph equal a fresh run's")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
