@@ -139,7 +139,9 @@ def readme_demo_paragraph(ds, eff) -> str:
 def write_readme_demo(paragraph: str, readme: Path = ROOT / "README.md") -> None:
     text = readme.read_text()
     a, b = text.index(README_DEMO_BEGIN), text.index(README_DEMO_END)
-    readme.write_text(text[:a] + README_DEMO_BEGIN + "\n" + paragraph + "\n" + text[b:])
+    import textwrap
+
+    readme.write_text(text[:a] + README_DEMO_BEGIN + "\n" + textwrap.fill(paragraph, 112) + "\n" + text[b:])
 
 
 def demo_numbers(path: Path, nums: Numbers):
@@ -418,7 +420,7 @@ def main(argv=None) -> int:
     for name in only:
         print(parts[name](), flush=True)
     nums.write(out)
-    (out / "summary.json").write_text(json.dumps(nums.raw, indent=2, default=float) + "\n")
+    (out / "summary.json").write_text(json.dumps(nums.raw, indent=2, default=float, sort_keys=True) + "\n")
     print(f"wrote {out}")
     return 0
 
