@@ -6,11 +6,14 @@
     fi-sim merge DIR                     assemble DIR/results.nc once every share of a split study is done
     fi-sim report DIR                    (re)write DIR/report.md with figures
     fi-sim card STUDY.toml               print the interface card of every cell of a study
-    fi-sim levels                        print the catalogue of factor levels
-    fi-sim attribute DIR | --game NAME   score attribution methods against the truth (leaderboard)
+    fi-sim levels [--full | --json]      print the catalogue of factor levels (one line each by default)
+    fi-sim attribute DIR | --game NAME   score attribution methods against the truth (leaderboard);
+                                         --baseline/--target CELL, default: the study's largest gain
+    fi-sim --version                     the package version and, in a git checkout, its commit
 
 Bad input prints one line per problem (field, value given, what is allowed) without a traceback and exits
-with status 2; nothing already computed is lost.
+with status 2; nothing already computed is lost. Output cut short by a closed pipe (`fi-sim levels | head`)
+ends quietly with status 141 (128 + SIGPIPE, as a shell reports a process killed by it).
 """
 
 from __future__ import annotations
@@ -29,13 +32,18 @@ def _cmd_run(args) -> int:
 
     study = load_study(args.study)
     index, count = args.process_index, args.num_processes
-    if args.distributed:
-        import jax
-
-        jax.distributed.initialize()
-        index, count = None, None  # run_study takes them from jax.distributed (engine.runner.process_layout)
-    elif (index is None) != (count is None):
+    if (index is None) != (count is None):
         raise _usage_error("--process-index/--num-processes", f"{index}/{count}", "both or neither")
+    if count is not None and not 0 <= index < count:
+        raise _usage_error("--process-index", index, f"an integer in 0..{count - 1} (--num-processes {count})")
+    if args.coordinator is not None and not args.distributed:
+        raise _usage_error("--coordinator", args.coordinator, "only with --distributed")
+    if args.distributed:
+        if args.coordinator is not None and count is None:
+            raise _usage_error("--coordinator", args.coordinator,
+                               "with --num-processes P and --process-index i (this process's id in 0..P-1)")
+        _initialize_distributed(args.coordinator, count, index)
+        index, count = None, None  # run_study takes them from jax.distributed (engine.runner.process_layout)
     ds = run_study(study, args.out, study_text=Path(args.study).read_text(), quiet=args.quiet,
                    chunk_size=args.chunk_size, device_batch=args.device_batch, process_index=index,
                    num_processes=count, devices=args.devices, use_cache=not args.no_cache,
@@ -47,6 +55,23 @@ def _cmd_run(args) -> int:
         if not args.quiet:
             print(f"report: {path}", file=sys.stderr)
     return 0
+
+
+def _initialize_distributed(coordinator: str | None, count: int | None, index: int | None) -> None:
+    """`jax.distributed.initialize`: from the cluster's environment (SLURM, Open MPI, ...) when no coordinator is
+    given, else with this coordinator (host:port of process 0's coordination service), P and i."""
+    import jax
+
+    from fi_sim.errors import FiSimError
+
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=count, process_id=index)
+    except (RuntimeError, ValueError) as err:  # no cluster environment, an unreachable coordinator, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        where = f"coordinator {coordinator}" if coordinator else "the cluster's environment"
+        raise FiSimError(f"--distributed: jax.distributed.initialize() failed with {where}: {first}; give "
+                         "--coordinator HOST:PORT --num-processes P --process-index i, or run without "
+                         "--distributed") from None
 
 
 def _cmd_plan(args) -> int:
@@ -107,6 +132,13 @@ def _cmd_levels(args) -> int:
     if args.json:
         print(json.dumps({f: FACTORS[f].catalogue() for f in factors}, indent=2, default=str))
         return 0
+    if not args.full:  # one line per level; the parameters behind --full
+        rows = [(f, row["preset"], f"[{row['mechanism']}]", " ".join(str(row["doc"]).split()))
+                for f in factors for row in FACTORS[f].catalogue()]
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3])
+        return 0
     for f in factors:
         factor = FACTORS[f]
         print(f"{f}: {factor.doc}")
@@ -128,6 +160,9 @@ def _cmd_attribute(args) -> int:
     options = {"rng_seed": args.seed}
     if args.regimes:
         options["regimes"] = args.regimes.split(",")
+    if args.dir is None and (args.baseline is not None or args.target is not None):
+        raise _usage_error("--baseline/--target", args.baseline if args.baseline is not None else args.target,
+                           "only with a results directory (a game has its own baseline and target)")
     if args.dir is not None:
         from fi_sim.engine.store import load_results
 
@@ -139,8 +174,14 @@ def _cmd_attribute(args) -> int:
         y = y.sel(keep) if keep else y
         if args.budget is not None:
             if "budget" not in y.dims or args.budget not in list(y["budget"].values):
-                raise _usage_error("--budget", args.budget, "a budget level of the results")
+                allowed = ", ".join(map(str, y["budget"].values)) if "budget" in y.dims else "(none)"
+                raise _usage_error("--budget", args.budget, f"a budget level of the results: {allowed}")
             y = y.sel(budget=args.budget)
+        fixed = [d for d in y.dims if d != "seed" and y.sizes[d] < 2]
+        y = y.isel({d: 0 for d in fixed}, drop=True)  # a factor held at one level switches nothing
+        baseline, target, how = endpoints(y, args.baseline, args.target, args.metric)
+        options.update(baseline=baseline, target=target)
+        print(f"target   {_cell_text(target)}\nbaseline {_cell_text(baseline)}\n({how})\n")
         out = Path(args.out) if args.out else Path(args.dir) / "attribution"
         table = attribute_main(y, None, out, **options)
     else:
@@ -150,6 +191,74 @@ def _cmd_attribute(args) -> int:
     print(table[cols].to_string(index=False))
     print(f"\nwritten: {out}/leaderboard.md, leaderboard.csv, leaderboard.png")
     return 0
+
+
+def _cell_text(cell: dict) -> str:
+    return ",".join(f"{f}={level}" for f, level in cell.items())
+
+
+def parse_cell(text: str, levels: dict[str, list[str]], field: str) -> dict[str, str]:
+    """A cell given as `factor=level,factor=level,...` naming every factor of `levels` (factors with one level
+    may be left out). A level name may itself hold ',' or '=': the text is split only before `FACTOR=`."""
+    import re
+
+    from fi_sim.errors import Problem
+
+    names = "|".join(re.escape(f) for f in sorted(levels, key=len, reverse=True))
+    example = ",".join(f"{f}={ls[0]}" for f, ls in levels.items())
+    parts = re.split(rf",(?=(?:{names})=)", text) if names else [text]
+    cell, problems = {}, []
+    for part in parts:
+        factor, eq, level = part.partition("=")
+        factor = factor.strip()
+        if not eq:
+            problems.append(Problem(field, part, f"factor=level pairs separated by commas, e.g. {example}"))
+        elif factor not in levels:
+            problems.append(Problem(field, factor, "a factor with two or more levels: " + ", ".join(levels)))
+        elif factor in cell:
+            problems.append(Problem(field, part, f"each factor once ({factor} is given twice)"))
+        elif level not in levels[factor]:
+            stray = re.search(r",([^,=]+)=", level)  # `...,colour=red`: an unknown factor after a known level
+            if stray and level[:stray.start()] in levels[factor]:
+                problems.append(Problem(field, stray.group(1), "a factor with two or more levels: " + ", ".join(levels)))
+            else:
+                problems.append(Problem(f"{field} {factor}", level,
+                                        "a level of the results: " + ", ".join(levels[factor])))
+        else:
+            cell[factor] = level
+    missing = [f for f in levels if f not in cell]
+    if not problems and missing:
+        problems.append(Problem(field, text, "a level for every factor with two or more levels; missing: "
+                                + ", ".join(missing) + f" (e.g. {example})"))
+    if problems:
+        raise ValidationError(problems)
+    return {f: cell[f] for f in levels}
+
+
+def endpoints(y, baseline_text: str | None, target_text: str | None, metric: str) -> tuple[dict, dict, str]:
+    """The target and baseline cells of `fi-sim attribute`: as given, else the study's largest gain as notebook 02
+    defines it: the cell with the largest seed-mean `metric` against the cell with every factor at another level
+    (its first level other than the target's)."""
+    import numpy as np
+
+    factors = [str(d) for d in y.dims if d != "seed"]
+    levels = {f: [str(v) for v in y[f].values] for f in factors}
+    target = parse_cell(target_text, levels, "--target") if target_text is not None else None
+    baseline = parse_cell(baseline_text, levels, "--baseline") if baseline_text is not None else None
+    how = []
+    if target is None:
+        mean = (y.mean("seed") if "seed" in y.dims else y).transpose(*factors).values
+        if not np.isfinite(mean).any():
+            raise _usage_error("--target", None, f"a cell given explicitly: no cell has a finite {metric}")
+        best = np.unravel_index(int(np.nanargmax(mean)), mean.shape)
+        target = {f: levels[f][i] for f, i in zip(factors, best)}
+        how.append(f"target: the cell with the largest seed-mean {metric} ({float(mean[best]):+.4f})")
+    if baseline is None:
+        baseline = {f: next(lv for lv in levels[f] if lv != target[f]) for f in factors}
+        how.append("baseline: every factor at its first level other than the target's")
+    if not how:
+        how.append("as given")
+    return baseline, target, "; ".join(how)
 
 
 def _usage_error(field: str, value, allowed: str) -> ValidationError:
@@ -162,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     from fi_sim.factors import FACTOR_NAMES
 
     parser = argparse.ArgumentParser(prog="fi-sim", description="Simulated attribution studies of post-training.")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="print the package version and the code identity (git commit of a checkout)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plan", help="print a study's groups, runs, chunk size, estimated memory and time")
@@ -179,7 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="this process's index i: it takes every P-th chunk from the i-th (with --num-processes)")
     p.add_argument("--num-processes", type=int, default=None, help="number of processes P sharing the study")
     p.add_argument("--distributed", action="store_true",
-                   help="call jax.distributed.initialize() and take i, P from it (on a cluster)")
+                   help="call jax.distributed.initialize() and take i, P from it (on a cluster; with "
+                        "--coordinator, --num-processes and --process-index are passed to it)")
+    p.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="with --distributed: the address of process 0's coordination service (default: from the "
+                        "cluster's environment)")
     p.add_argument("--wait", type=float, default=3600.0,
                    help="seconds to wait without progress for other processes' work (default 3600)")
     p.add_argument("--no-report", action="store_true", help="skip writing report.md")
@@ -202,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("levels", help="print the catalogue of factor levels")
     p.add_argument("factor", nargs="?", choices=FACTOR_NAMES)
-    p.add_argument("--json", action="store_true")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--full", action="store_true", help="every level's parameters, defaults and allowed values")
+    how.add_argument("--json", action="store_true", help="the full catalogue as JSON")
     p.set_defaults(func=_cmd_levels)
 
     p = sub.add_parser("attribute", help="leaderboard of attribution methods against the exact truth")
@@ -210,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--game", help="an analytic game instead of results (see fi_sim.attribution.games.GAMES)")
     p.add_argument("--metric", default="gain", help="results variable to attribute (default: gain)")
     p.add_argument("--budget", help="budget level to attribute (default: keep budget as a factor)")
+    p.add_argument("--target", metavar="CELL", help="the cell whose gain over the baseline is attributed, as "
+                   "factor=level,... for every factor with two or more levels (default: the cell with the "
+                   "largest seed-mean metric)")
+    p.add_argument("--baseline", metavar="CELL", help="the reference cell, same syntax (default: every factor at "
+                   "its first level other than the target's)")
     p.add_argument("--regimes", help="comma-separated regime names (default: the standard set)")
     p.add_argument("--seed", type=int, default=0, help="seed of the methods' random choices")
     p.add_argument("--out", help="output directory (default: DIR/attribution or runs/attribution-GAME)")
@@ -267,13 +389,73 @@ def configure_host_devices(count: int | None = None) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
+def git_commit_of_source() -> str | None:
+    """The git commit of the package's source when it is a git checkout ('+dirty' when the package's files differ
+    from it), else None (an installed copy: the version says what it is)."""
+    import os
+    import subprocess
+
+    src = Path(__file__).resolve().parent
+    try:
+        git = dict(cwd=src, capture_output=True, text=True, timeout=5)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], **git)
+        if top.returncode != 0 or not src.is_relative_to(Path(top.stdout.strip()).resolve()):
+            return None
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], **git)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", os.fspath(src)], **git)
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def version_text() -> str:
+    """`fi-sim VERSION (git COMMIT)` in a checkout, `fi-sim VERSION (installed)` otherwise; where the package
+    defines `code_provenance()` (version + a hash of its source), that identity is printed too."""
+    import fi_sim
+
+    provenance = getattr(fi_sim, "code_provenance", None)
+    identity = provenance()["id"] if callable(provenance) else None
+    commit = git_commit_of_source()
+    text = f"fi-sim {fi_sim.__version__}" + (f" (git {commit})" if commit else " (installed)")
+    return text + (f"; code {identity}" if identity and identity != fi_sim.__version__ else "")
+
+
+class _VersionAction(argparse.Action):
+    """--version, computed only when asked for (it runs git)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away (`fi-sim levels | head`): drop what is left, exit as SIGPIPE would."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush at exit goes nowhere, quietly
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BrokenPipeError:  # `fi-sim --help | head`
+        return _quiet_broken_pipe()
     try:
         if hasattr(args, "cpu_devices"):
             configure_host_devices(args.cpu_devices)
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except ValidationError as err:
         if len(err.problems) == 1:
             print(f"fi-sim: error: {err}", file=sys.stderr)
@@ -288,7 +470,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fi-sim: interrupted; finished chunks are saved, run the same command again to resume",
               file=sys.stderr)
+        import threading
+
+        if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
+            # a computation left running by a second Ctrl-C would hold the interpreter's exit until it ends;
+            # everything finished is already on disk (written atomically), so leave now
+            import os
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
+    except OSError as err:
+        from fi_sim.engine.store import DISK_ERRNOS, storage_error
+
+        if err.errno not in DISK_ERRNOS:
+            raise
+        print(f"fi-sim: error: {storage_error(err.filename or '?', err)}", file=sys.stderr)  # e.g. the report
+        return 2
 
 
 if __name__ == "__main__":
