@@ -9,9 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
 import xarray as xr  # noqa: E402
 
 FACTOR_ORDER = ("verifier", "base", "data", "optimizer", "scaffold", "budget")
+MISSING_COLOR = "#bdbdbd"  # grey: far from the white of a zero on the diverging colour map
 
 
 def _factors(y: xr.DataArray) -> list[str]:
@@ -20,7 +22,9 @@ def _factors(y: xr.DataArray) -> list[str]:
 
 def gain_heatmap(y: xr.DataArray, path: Path, title: str = "gain") -> Path:
     """Every cell of the design: rows are combinations of the first half of the factors, columns of the rest;
-    each square shows the seed-mean value (and is annotated when the grid is small enough to read)."""
+    each square shows the seed-mean value (and is annotated when the grid is small enough to read). A cell with
+    no finite value (every run failed or none ran) is drawn grey and hatched, with a legend entry: missing is
+    never shown as the white of a zero gain."""
     factors = _factors(y)
     mean = y.mean("seed") if "seed" in y.dims else y
     split = (len(factors) + 1) // 2
@@ -30,8 +34,17 @@ def gain_heatmap(y: xr.DataArray, path: Path, title: str = "gain") -> Path:
     nr, nc = grid.shape
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * nc + 4), max(4, 0.38 * nr + 2)))
     lim = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
-    im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad=MISSING_COLOR)
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
     fig.colorbar(im, ax=ax, label=f"{title} ({y.attrs.get('units', '')})")
+    missing = np.argwhere(~np.isfinite(grid))
+    for i, j in missing:
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=MISSING_COLOR, edgecolor="dimgrey",
+                               hatch="///", linewidth=0.0))
+    if len(missing):
+        fig.legend(handles=[Patch(facecolor=MISSING_COLOR, edgecolor="dimgrey", hatch="///",
+                                  label=f"missing: no finished run ({len(missing)} cell(s))")],
+                   loc="lower right", fontsize=8, frameon=False)
 
     def labels(index):
         return [" / ".join(str(v) for v in (t if isinstance(t, tuple) else (t,))) for t in index.values]
@@ -47,7 +60,7 @@ def gain_heatmap(y: xr.DataArray, path: Path, title: str = "gain") -> Path:
                     ax.text(j, i, f"{grid[i, j]:+.2f}", ha="center", va="center", fontsize=7,
                             color="white" if abs(grid[i, j]) > 0.6 * lim else "black")
     ax.set_title(f"{title} for every cell (mean over {y.sizes.get('seed', 1)} seeds)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1) if len(missing) else None)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -4,7 +4,8 @@ One dimension per factor (coordinates: level names), `seed`, and where a metric 
 evaluation item) and `step` (of post-training). Training-side metrics have no `budget` dimension (the budget only
 changes evaluation). Every variable's attrs say what it measures, its units, and whether it is `true` (against
 the exact solver), `proxy` (as the run's verifier scores it) or a measurement of the reward channel itself.
-A run whose parameters or scores are not finite is marked in `status` and its metrics are NaN, never averaged.
+A run that is not ok (non-finite, diverged, or collapsed: see `fi_sim.engine.faults`) is marked in `status` and
+its metrics are NaN, never averaged.
 """
 
 from __future__ import annotations
@@ -139,11 +140,14 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
             tcell = tuple(run.cell) + (seed_pos[run.seed],)
             code = int(arrays["status"][row]) if "status" in arrays else (
                 STATUS["ok"] if bool(arrays["finite"][row]) else STATUS["nonfinite"])
+            base = base_eval[run.base_eval]
+            if code == faults.OK and faults.collapsed(arrays["train_true_accuracy"][row], arrays["score"][row],
+                                                      base["base_score"], arrays["kl_to_base"][row])[0]:
+                code = faults.COLLAPSED  # needs the base's scores, so decided here rather than per chunk
             status[tcell] = code
             run_ids[tcell] = run.run_id
             if code != STATUS["ok"]:
                 continue
-            base = base_eval[run.base_eval]
             if "base_score_by_item" in base:  # the base scored on the items this run cannot have seen
                 clean = clean_items(base["base_score_by_item"].shape[-1], exposed_share(study, run.cell), np)
             # full index: training factors with the budget axis inserted before seed
