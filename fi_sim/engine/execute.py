@@ -18,12 +18,21 @@ run time, and cached per (row function, device batch): a group compiles once how
 first device; every other device gets a copy of the same binary (serialized and loaded there, milliseconds —
 so the devices provably run one program), or, where a backend cannot load a copy, its own compile of the same
 program. Keys travel as raw uint32 key data so that they pad, stack and store like any other array.
+
+Ctrl-C (`stop_after_chunk`): during a run, the first SIGINT while a chunk is being computed lets that chunk finish
+and be saved, then stops at the next piece of work (one line on stderr says so); a SIGINT when nothing is being
+computed (compiling, waiting, assembling), or a second one, stops at once (`KeyboardInterrupt`). The main thread
+only waits for the device threads, so it can always take the signal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
+import sys
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +103,76 @@ def run_row(static, world_settings):
     return make_run(static, eval_items(world_settings))
 
 
+# ---------------------------------------------------------------------------------------------- Ctrl-C
+STOPPING = "fi-sim: stopping after the chunk in flight (Ctrl-C again to stop now)"
+
+
+class StopRequest:
+    """The state of Ctrl-C during a run. `computing` is set when the executor starts computing a piece of work and
+    cleared at the next checkpoint (the start of a compile, of the next piece, of a wait, of the assembly), so it
+    also covers the write of the piece just computed. A first SIGINT while computing asks to stop at the next
+    checkpoint; otherwise, or the second time, it stops at once."""
+
+    def __init__(self, notify=None):
+        self.requested = False
+        self.computing = False
+        self.notify = notify
+
+    def handler(self, signum, frame):
+        if self.requested or not self.computing:
+            raise KeyboardInterrupt("stopped by Ctrl-C; finished work is saved, run again to resume")
+        self.requested = True
+        try:
+            (self.notify or _tell)(STOPPING)
+        except Exception:  # e.g. a print interrupted in the middle of another print: tell it without buffers
+            _tell(STOPPING)
+
+    def checkpoint(self, computing: bool = False) -> None:
+        """Nothing is in flight here: stop if asked to; `computing` starts the next piece of work."""
+        self.computing = False
+        if self.requested:
+            raise KeyboardInterrupt("stopped after the chunk in flight; finished work is saved, run again to resume")
+        self.computing = computing
+
+
+def _tell(message: str) -> None:
+    try:
+        os.write(sys.stderr.fileno(), (("\n" if sys.stderr.isatty() else "") + message + "\n").encode())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+@contextlib.contextmanager
+def stop_after_chunk(executor, notify=None):
+    """Within the block, Ctrl-C finishes and saves the chunk in flight, then stops (see `StopRequest`). Active
+    only in the main thread and where SIGINT has Python's default handler (not where it is ignored, e.g. a
+    background job, or handled by someone else)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield None
+        return
+    request = StopRequest(notify)
+    executor.stop = request
+    previous = signal.signal(signal.SIGINT, request.handler)
+    _ACTIVE.append(request)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _ACTIVE.remove(request)
+        executor.stop = None
+
+
+_ACTIVE: list = []  # the StopRequest of the run in progress (SIGINT goes to the main thread: one at a time)
+
+
+def checkpoint() -> None:
+    """A point between pieces of work (e.g. while waiting for other processes) where a requested stop takes
+    effect (see `StopRequest`)."""
+    if _ACTIVE:
+        _ACTIVE[-1].checkpoint()
+
+
 # ---------------------------------------------------------------------------------------------- the executor
 @dataclass
 class CompileRecord:
@@ -127,6 +206,8 @@ class Executor:
         self.devices = tuple(self.devices)
         self._pool = None
         self._binaries = Binaries(self.binaries)
+        self.stop = None  # a StopRequest while `stop_after_chunk` is active
+        self._mapping = False
 
     @property
     def num_devices(self) -> int:
@@ -144,6 +225,13 @@ class Executor:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def abandon(self) -> None:
+        """Stop waiting for the device threads (after Ctrl-C): a computation in flight finishes in its thread and
+        is dropped; nothing waits for it here."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
     @staticmethod
@@ -166,6 +254,8 @@ class Executor:
         todo = [d for d in (self.devices if all_devices else self.devices[:1]) if d not in per_device]
         if not todo:
             return per_device[self.devices[0]]
+        if self.stop is not None and not self._mapping:
+            self.stop.checkpoint()  # a compile between pieces of work: nothing in flight, Ctrl-C stops at once
         t = time.perf_counter()
         first = self.devices[0]
         if first in todo:
@@ -201,7 +291,22 @@ class Executor:
     def map(self, row, args, device_batch: int, label: str = ""):
         """Apply `row` to every row of `args` (a tuple of pytrees with a leading rows axis); returns numpy
         outputs with the same leading size. Device batch k runs on device k mod D, each device in its own host
-        thread, so all devices compute at once."""
+        thread, so all devices compute at once.
+
+        Each call is a checkpoint of Ctrl-C (`stop_after_chunk`): a stop requested while the previous piece of
+        work was computed takes effect here, before anything new is computed."""
+        if self.stop is not None:
+            self.stop.checkpoint(computing=True)
+        self._mapping = True
+        try:
+            return self._map_or_recompile(row, args, device_batch, label)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for the device threads
+            self.abandon()
+            raise
+        finally:
+            self._mapping = False
+
+    def _map_or_recompile(self, row, args, device_batch: int, label: str):
         try:
             return self._map(row, args, device_batch, label)
         except jax.errors.JaxRuntimeError as error:
@@ -236,12 +341,11 @@ class Executor:
                 outs[k] = jax.device_get(exes[device](*jax.device_put(part, device)))
             return outs
 
-        if self.num_devices == 1 or batches == 1:
-            results = work(0)
-        else:
-            results = {}
-            for part in self._workers().map(work, range(min(self.num_devices, batches))):
-                results.update(part)
+        # the work runs in device threads even on one device: the main thread only waits, so a Ctrl-C reaches it
+        # at once (a signal handler cannot run while the main thread is inside a computation)
+        results = {}
+        for part in self._workers().map(work, range(min(self.num_devices, batches))):
+            results.update(part)
         ordered = [results[k] for k in range(batches)]
         return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:n], *ordered)
 

@@ -10,6 +10,11 @@ A study can be split over P processes (`process_index` i of `num_processes` P, o
 initialised): process i takes every P-th piece of work of each stage, starting at the i-th. A process waits
 for the bases it needs from the others (through the shared results directory). Process 0 waits for every
 chunk and assembles the results; a plain `fi-sim run` (or `fi-sim merge`) assembles them at any later time.
+
+Off the happy path: the results directory is checked to be writable and locked (`store.DirectoryLock`: one
+single-process run, or one process per index of a split study) before anything is compiled; a directory that
+other code started is refused unless `allow_mixed_code`; Ctrl-C finishes and saves the chunk in flight, then
+stops (a second Ctrl-C stops at once; `execute.stop_after_chunk`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from fi_sim.engine.progress import Progress
 from fi_sim.engine.results import assemble
 from fi_sim.engine.runfn import run_params_for
 from fi_sim.engine.sizing import size_plan
-from fi_sim.engine.store import RunDirectory
+from fi_sim.engine.store import DirectoryLock, RunDirectory, check_code, check_writable
 from fi_sim.errors import ResultsError, invalid
 from fi_sim.factors import MODULES
 from fi_sim.interface import run_key_word
@@ -112,6 +117,7 @@ def wait_for(rd: RunDirectory, kind: str, names: list[str], progress: Progress, 
     deadline = time.monotonic() + timeout
     last = len(missing)
     while missing:
+        execute.checkpoint()  # nothing is in flight while waiting: a Ctrl-C stops here
         if time.monotonic() > deadline:
             raise ResultsError(f"{rd.path}: still missing {len(missing)} {what} after {timeout:.0f}s without progress "
                                f"(e.g. {kind}/{missing[0]}); are the other processes running? Run `fi-sim run` "
@@ -287,12 +293,25 @@ def _existing_layout(path: Path, study_hash: str) -> dict | None:
     raise ResultsError(f"{path}/manifest.json: corrupt manifest (no plan layout)")
 
 
+def _check_code(out: Path, allow_mixed_code: bool) -> None:
+    if (out / "manifest.json").exists():
+        check_code(out, RunDirectory(out).manifest(), allow_mixed_code)
+
+
 def prepare(study: Study, out: str | Path, executor, progress: Progress, *, study_text=None, chunk_size=None,
-            device_batch=None, process_index: int = 0, wait_seconds: float = 600.0, grow_study: bool = False):
-    """Size the plan and open (or create) the results directory. Process 0 creates it; others wait for it."""
+            device_batch=None, process_index: int = 0, wait_seconds: float = 600.0, grow_study: bool = False,
+            num_processes: int = 1, allow_mixed_code: bool = False):
+    """Size the plan and open (or create) the results directory. Process 0 creates it; others wait for it.
+
+    Before anything is compiled: the directory must hold this study (or none), have been started by this code
+    (unless `allow_mixed_code`), be writable, and not be written by another run: its lock (`rd.lock`, a
+    `DirectoryLock`) is taken here and held until the caller releases it."""
     out = Path(out)
     if process_index > 0:
-        RunDirectory.open(out, study.hash, "", {}, create=False, wait_seconds=wait_seconds)
+        RunDirectory.open(out, study.hash, "", {}, create=False, wait_seconds=wait_seconds,
+                          allow_mixed_code=allow_mixed_code)
+    if grow_study:
+        _check_code(out, allow_mixed_code)  # before growth moves anything
     if grow_study and (out / "manifest.json").exists():
         grow.start(out, study, None)
         if study_text is not None:
@@ -300,41 +319,66 @@ def prepare(study: Study, out: str | Path, executor, progress: Progress, *, stud
 
             atomic_write(out / "study.toml", study_text.encode())
     layout = _existing_layout(out, study.hash)
-    sizing = size_plan(study, executor, chunk_size=chunk_size, device_batch=device_batch, layout=layout)
-    plan = sizing.plan
-    summary = {"runs": plan.num_runs, "bases": len(plan.bases), "groups": len(plan.groups),
-               "chunk_size": plan.chunk_size, "layout": sizing.layout()}
-    rd = RunDirectory.open(out, study.hash, study.to_json(), summary, study_text)
+    _check_code(out, allow_mixed_code)
+    check_writable(out)
+    lock = DirectoryLock(out, (process_index, num_processes)).acquire()
+    try:
+        sizing = size_plan(study, executor, chunk_size=chunk_size, device_batch=device_batch, layout=layout)
+        plan = sizing.plan
+        summary = {"runs": plan.num_runs, "bases": len(plan.bases), "groups": len(plan.groups),
+                   "chunk_size": plan.chunk_size, "layout": sizing.layout()}
+        rd = RunDirectory.open(out, study.hash, study.to_json(), summary, study_text,
+                               allow_mixed_code=allow_mixed_code)
+    except BaseException:
+        lock.release()
+        raise
+    rd.lock = lock
     return sizing, rd
 
 
 def run_study(study: Study, out: str | Path, *, study_text: str | None = None, quiet: bool = False,
               chunk_size: int | None = None, device_batch: int | None = None, process_index: int | None = None,
               num_processes: int | None = None, devices: int | None = None, use_cache: bool = True,
-              wait_seconds: float = 3600.0, stream=None, grow_study: bool = False):
+              wait_seconds: float = 3600.0, stream=None, grow_study: bool = False, allow_mixed_code: bool = False):
     """Run (or resume) a study into `out`; returns the results Dataset (also written to out/results.nc).
 
     With several processes, only process 0 returns the Dataset (after every process's chunks are written);
-    the others return None when their share is done."""
+    the others return None when their share is done. Ctrl-C (in the main thread) finishes and saves the chunk
+    in flight, then raises KeyboardInterrupt; a second Ctrl-C raises it at once. `allow_mixed_code` resumes a
+    directory that other code started (every code identity that contributed is recorded)."""
     index, count = process_layout(process_index, num_processes)
     share = Share(index, count)
     cache.enable(disabled=not use_cache)
     progress = Progress(0, quiet, stream)
     executor = execute.Executor(execute.local_devices(devices), on_compile=progress.compiled)
     t0 = time.perf_counter()
-    sizing, rd = prepare(study, out, executor, progress, study_text=study_text, chunk_size=chunk_size,
-                         device_batch=device_batch, process_index=index, wait_seconds=wait_seconds,
-                         grow_study=grow_study)
+    try:
+        sizing, rd = prepare(study, out, executor, progress, study_text=study_text, chunk_size=chunk_size,
+                             device_batch=device_batch, process_index=index, wait_seconds=wait_seconds,
+                             grow_study=grow_study, num_processes=count, allow_mixed_code=allow_mixed_code)
+    except BaseException:
+        executor.close()
+        raise
+    try:
+        with execute.stop_after_chunk(executor):
+            return _run(study, out, sizing, rd, executor, progress, share, wait_seconds, t0)
+    finally:
+        rd.lock.release()
+
+
+def _run(study, out, sizing, rd, executor, progress, share, wait_seconds, t0):
+    index, count = share.index, share.count
     plan = sizing.plan
     progress.log(plan.describe())
     progress.log(f"  {executor.num_devices} {executor.platform} device(s), device batch {plan.device_batch}"
                  + (f"; process {index} of {count}" if count > 1 else ""))
-    rd.remove_stale_temporaries()
+    rd.remove_stale_temporaries((index, count))
     bases = Bases(plan, rd, progress, wait_seconds)
     try:
         pretrain_bases(plan, rd, executor, progress, share)
         evaluate_bases(plan, rd, bases, executor, progress, share)
         run_chunks(plan, rd, bases, executor, progress, share)
+        execute.checkpoint()  # a stop asked for during the last chunk: it is saved; stop before assembling
     finally:
         progress.close()
         executor.close()
