@@ -47,7 +47,7 @@ def _cmd_run(args) -> int:
     ds = run_study(study, args.out, study_text=Path(args.study).read_text(), quiet=args.quiet,
                    chunk_size=args.chunk_size, device_batch=args.device_batch, process_index=index,
                    num_processes=count, devices=args.devices, use_cache=not args.no_cache,
-                   wait_seconds=args.wait, allow_mixed_code=args.allow_mixed_code)
+                   wait_seconds=args.wait, grow_study=args.grow, allow_mixed_code=args.allow_mixed_code)
     if ds is not None and not args.no_report:
         from fi_sim.report import write_report
 
@@ -298,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=3600.0,
                    help="seconds to wait without progress for other processes' work (default 3600)")
     p.add_argument("--no-report", action="store_true", help="skip writing report.md")
+    p.add_argument("--grow", action="store_true",
+                   help="DIR holds an earlier version of this study (fewer seeds or levels, another description): "
+                        "grow it into this one, reusing every finished run whose identity is unchanged")
     p.add_argument("--allow-mixed-code", action="store_true",
                    help="resume DIR although another code version (fi_sim.code_identity()) started it; every "
                         "identity that contributed is recorded in the manifest and the results")
