@@ -99,11 +99,18 @@ def test_results_without_a_receipt_are_refused_and_assembling_again_repairs_them
 
 
 # ---------------------------------------------------------------------------------------------- 2. Ctrl-C
+class Sent(list):
+    def __init__(self):
+        super().__init__()
+        self.done = threading.Event()
+
+
 def _interrupt_during_run_chunk(monkeypatch, which: int, times: int, slow: float = 0.0, later=()):
     """Send SIGINT `times` times to this process as the executor starts computing the `which`-th chunk of runs
     (the calls of `Executor.map` without a label), and once after each of the delays `later` (from another
-    thread); `slow` holds that chunk's device threads for that many seconds. Returns the times they were sent."""
-    sent = []
+    thread; none after `sent.done` is set); `slow` holds that chunk's device threads for that many seconds.
+    Returns the list of the times they were sent."""
+    sent = Sent()
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         pytest.skip("SIGINT is not Python's default handler here")
     original = execute.Executor._map
@@ -120,6 +127,8 @@ def _interrupt_during_run_chunk(monkeypatch, which: int, times: int, slow: float
                 def send_later():
                     for delay in later:
                         time.sleep(delay)
+                        if sent.done.is_set():  # the run already ended: a SIGINT now would hit pytest
+                            return
                         sent.append(time.monotonic())
                         os.kill(os.getpid(), signal.SIGINT)
 
@@ -162,8 +171,11 @@ def test_second_ctrl_c_stops_at_once(micro_reference, tmp_path, monkeypatch, cap
     before = threading.active_count()
     # the second chunk's device thread is held 6 s; Ctrl-C twice during it must not wait for it
     sent = _interrupt_during_run_chunk(monkeypatch, which=2, times=0, slow=6.0, later=(0.5, 0.3))
-    with pytest.raises(KeyboardInterrupt):
-        run_study(loads_study(MICRO_STUDY), out, study_text=MICRO_STUDY, quiet=True, devices=1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_study(loads_study(MICRO_STUDY), out, study_text=MICRO_STUDY, quiet=True, devices=1)
+    finally:
+        sent.done.set()
     stopped = time.monotonic() - sent[-1]
     assert len(sent) == 2 and stopped < 2.0, f"took {stopped:.1f}s: waited for the computation in flight"
     assert capfd.readouterr().err.count(execute.STOPPING) == 1
