@@ -43,13 +43,12 @@ def main(argv=None) -> int:
     if args.results:
         path = Path(args.results)
     else:
-        from fi_sim.engine.runner import run_study
-        from fi_sim.study import load_study
+        import subprocess
 
         path = Path(tempfile.mkdtemp(prefix="fi_sim-check-")) / "demo"
-        study_file = ROOT / "experiments" / "demo.toml"
-        print(f"running the demo afresh into {path} ...", flush=True)
-        run_study(load_study(study_file), path, study_text=study_file.read_text(), quiet=True)
+        print(f"running the demo afresh into {path} (fi-sim run experiments/demo.toml) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "fi_sim.cli", "run", "experiments/demo.toml", "--out", str(path),
+                        "--quiet", "--no-report"], check=True, cwd=ROOT)
     nums = pf.Numbers()
     ds, eff = pf.demo_numbers(path, nums)
     fresh = {k: v for k, v in nums.values.items()}

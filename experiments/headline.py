@@ -120,6 +120,9 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "runs" / "headline"))
     args = parser.parse_args(argv)
+    from fi_sim.engine import hostcpu
+
+    hostcpu.configure(2)  # the CPU parallelism its study files declare ([engine] cpu_parallelism)
     size = "full" if args.full else "small"
     out = Path(args.out) / size
     out.mkdir(parents=True, exist_ok=True)

@@ -174,11 +174,7 @@ def demo(out: Path, nums: Numbers, run: bool, path: Path | None = None) -> str:
     if not (path / "results.nc").exists():
         if not run:
             return "demo: runs/demo missing (make demo)"
-        from fi_sim.engine.runner import run_study
-        from fi_sim.study import load_study
-
-        run_study(load_study(ROOT / "experiments" / "demo.toml"), path,
-                  study_text=(ROOT / "experiments" / "demo.toml").read_text(), quiet=True)
+        _in_own_process("-m", "fi_sim.cli", "run", "experiments/demo.toml", "--out", str(path), "--quiet")
     ds, eff = demo_numbers(path, nums)
     write_readme_demo(readme_demo_paragraph(ds, eff))
     rows = []
@@ -211,10 +207,23 @@ def demo(out: Path, nums: Numbers, run: bool, path: Path | None = None) -> str:
     return f"demo: {int((ds['status'] == 0).sum())} runs, {len(rows)} terms"
 
 
+def _in_own_process(*args: str, check: bool = True) -> None:
+    """Run a study script in a process of its own: each study file fixes its CPU parallelism (NPROC) before JAX
+    starts (fi_sim.engine.hostcpu), and the demo's differs from the validation studies'."""
+    import subprocess
+
+    subprocess.run([sys.executable, *[str(ROOT / a) if a.endswith(".py") else a for a in args]], check=check,
+                   cwd=ROOT)
+
+
 def validation(out: Path, nums: Numbers, run: bool) -> str:
     import validate
 
     size, base = "full", ROOT / "runs" / "validation" / "full"
+    missing = [n for n, f in validate.FINDINGS.items()
+               if not all((base / n / stem / "results.nc").exists() for stem in f.studies)]
+    if missing and run:
+        _in_own_process("experiments/validate.py", "--full", *missing, check=False)  # a FAIL exits 1
     rows, summary, done = [], {}, 0
     for name, finding in validate.FINDINGS.items():
         have = all((base / name / stem / "results.nc").exists() for stem in finding.studies)
@@ -302,9 +311,7 @@ def headline(out: Path, nums: Numbers, run: bool) -> str:
     if not (path / "headline.json").exists():
         if not run:
             return "headline: runs/headline/full missing (make headline FULL=1)"
-        import headline as h
-
-        h.main(["--full"])
+        _in_own_process("experiments/headline.py", "--full")
     numbers = json.loads((path / "headline.json").read_text())
     for key, name in (("cells", "HeadlineCells"), ("seeds", "HeadlineSeeds")):
         nums.add(name, numbers[key])

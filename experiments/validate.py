@@ -388,6 +388,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "runs" / "validation"))
     parser.add_argument("--progress", action="store_true", help="show the engine's progress")
     args = parser.parse_args(argv)
+    from fi_sim.engine import hostcpu
+
+    hostcpu.configure(2)  # the CPU parallelism its study files declare ([engine] cpu_parallelism)
     unknown = [n for n in args.names if n not in FINDINGS]
     if unknown:
         print(f"validate: unknown finding(s) {unknown}; allowed: {', '.join(FINDINGS)}", file=sys.stderr)

@@ -78,7 +78,10 @@ def _cmd_plan(args) -> int:
     from fi_sim.engine import cache, execute, sizing
     from fi_sim.study import load_study
 
+    from fi_sim.engine import hostcpu
+
     study = load_study(args.study)
+    hostcpu.configure(study.engine.parallelism)
     cache.enable(disabled=args.no_cache)
     executor = execute.Executor(execute.local_devices(args.devices))
     try:
@@ -352,7 +355,7 @@ def _engine_options(p) -> None:
                    help="runs computed at once per device (default: the study's, else from a memory bound)")
     p.add_argument("--devices", type=_positive, default=None, help="use the first N local devices (default: all)")
     p.add_argument("--cpu-devices", type=_positive, default=None,
-                   help=f"host CPU devices to create (default: ${CPU_DEVICES_ENV}, else one per core)")
+                   help=f"host CPU devices to create (default: ${CPU_DEVICES_ENV}, else one per core up to the study's CPU parallelism)")
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
 
 
@@ -366,33 +369,29 @@ def _positive(text: str) -> int:
     return value
 
 
-CPU_DEVICES_ENV = "FI_SIM_CPU_DEVICES"
+from fi_sim.engine.hostcpu import CPU_DEVICES_ENV  # noqa: E402
 
 
-def configure_host_devices(count: int | None = None) -> None:
-    """Split the host CPU into one JAX device per core (before JAX starts), so a study's runs are sharded over
-    every core like over several accelerators. Leaves an explicit XLA_FLAGS setting alone."""
-    import os
+def configure_host_devices(count: int | None = None, parallelism: int | None = None) -> None:
+    """Before JAX starts: the study's CPU parallelism (NPROC) and one JAX device per core up to it, so a study's
+    runs are sharded over the cores like over several accelerators with bits that depend on neither (see
+    `fi_sim.engine.hostcpu`). An explicit XLA_FLAGS device count is left alone (and checked before computing)."""
+    from fi_sim.engine import hostcpu
 
-    if "jax" in sys.modules and "jax._src.xla_bridge" in sys.modules:
-        from jax._src import xla_bridge
+    hostcpu.configure(parallelism or hostcpu.DEFAULT_CPU_PARALLELISM, count)
 
-        if xla_bridge.backends_are_initialized():
-            return
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags:
-        return
-    if count is None:
-        env = os.environ.get(CPU_DEVICES_ENV)
-        if env:
-            try:
-                count = int(env)
-            except ValueError:
-                raise _usage_error(CPU_DEVICES_ENV, env, "a positive integer") from None
-        else:
-            count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if count > 1:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+def _study_parallelism(args) -> int | None:
+    """The CPU parallelism of the study a command computes (None: the default; a bad file is reported later)."""
+    path = getattr(args, "study", None)
+    if path is None:
+        return None
+    try:
+        from fi_sim.study import load_study
+
+        return load_study(path).engine.parallelism
+    except Exception:  # the command itself loads the study again and reports what is wrong with it
+        return None
 
 
 def git_commit_of_source() -> str | None:
@@ -456,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         return _quiet_broken_pipe()
     try:
         if hasattr(args, "cpu_devices"):
-            configure_host_devices(args.cpu_devices)
+            configure_host_devices(args.cpu_devices, _study_parallelism(args))
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not in the interpreter's exit
         return code

@@ -51,8 +51,15 @@ class EngineSettings:
 
     chunk_size: int | None = None  # runs per chunk: the unit of durable writes, resume and sharing among processes
     device_batch: int | None = None  # runs computed at once on each device (results depend on it: keep it fixed)
+    cpu_parallelism: int | None = None  # XLA's CPU thread pool (results depend on it; see engine/hostcpu.py)
 
-    FIELDS = ("chunk_size", "device_batch")
+    FIELDS = ("chunk_size", "device_batch", "cpu_parallelism")
+
+    @property
+    def parallelism(self) -> int:
+        from fi_sim.engine.hostcpu import DEFAULT_CPU_PARALLELISM
+
+        return self.cpu_parallelism or DEFAULT_CPU_PARALLELISM
 
 
 @dataclass(frozen=True)
@@ -208,8 +215,9 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
     sizes = {}
     for key in EngineSettings.FIELDS:
         value = engine_raw.get(key)
-        if value is not None and (not _int(value) or not 1 <= value <= 65_536):
-            problems.append(Problem(f"engine.{key}", value, "an integer in 1..65536 (or leave it out: chosen from memory)"))
+        top = 256 if key == "cpu_parallelism" else 65_536
+        if value is not None and (not _int(value) or not 1 <= value <= top):
+            problems.append(Problem(f"engine.{key}", value, f"an integer in 1..{top} (or leave it out: the default)"))
         else:
             sizes[key] = value
     if len(sizes) == len(EngineSettings.FIELDS):

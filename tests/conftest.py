@@ -10,6 +10,9 @@ import tempfile
 # Keep the tests on the CPU and off the user's compilation cache: every test (and every subprocess it starts)
 # shares one persistent cache in a temporary directory, so each function compiles once per session.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# fi_sim's canonical CPU parallelism (fi_sim.engine.hostcpu): XLA's CPU code, and so every result's bits, depend on
+# it; this process and every subprocess it starts compile for the same thread pool
+os.environ.setdefault("NPROC", "8")
 if "FI_SIM_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="fi_sim-test-cache-")
     os.environ["FI_SIM_CACHE_DIR"] = _cache

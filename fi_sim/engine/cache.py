@@ -27,9 +27,14 @@ def cache_dir() -> Path | None:
     """The directory the engine would use, or None when disabled."""
     value = os.environ.get(ENV)
     if value is not None:
-        return None if value.strip().lower() in OFF else Path(value).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fi_sim" / "jax"
+        root = None if value.strip().lower() in OFF else Path(value).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = Path(base) / "fi_sim" / "jax"
+    # XLA's CPU code depends on its thread pool (fi_sim.engine.hostcpu) and JAX's cache key does not include it:
+    # one directory per parallelism, so that a cached executable is always the one this process would compile
+    nproc = os.environ.get("NPROC", "").strip()
+    return None if root is None else root / (f"nproc{nproc}" if nproc else "nproc-default")
 
 
 _DISABLED = [False]  # set by enable(disabled=True): no cache of any kind in this process

@@ -426,7 +426,8 @@ class Binaries:
         import jaxlib
 
         key = "\n".join([jax.__version__, jaxlib.__version__, device.platform, device.device_kind,
-                          os.environ.get("XLA_FLAGS", ""), str(jax.config.jax_enable_x64), lowered.as_text()])
+                          os.environ.get("XLA_FLAGS", ""), os.environ.get("NPROC", ""),
+                          str(jax.config.jax_enable_x64), lowered.as_text()])
         return self.path / f"{hashlib.sha256(key.encode()).hexdigest()}.bin"
 
     def get(self, lowered, device) -> bytes | None:

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from flax import serialization
 
-from fi_sim.engine import cache, execute, faults, grow, sizing
+from fi_sim.engine import cache, execute, faults, grow, hostcpu, sizing
 from fi_sim.engine.plan import BASE_BATCH, Plan, base_eval_name, chunk_name
 from fi_sim.engine.progress import Progress
 from fi_sim.engine.results import assemble
@@ -348,6 +348,7 @@ def run_study(study: Study, out: str | Path, *, study_text: str | None = None, q
     directory that other code started (every code identity that contributed is recorded)."""
     index, count = process_layout(process_index, num_processes)
     share = Share(index, count)
+    hostcpu.configure(study.engine.parallelism)  # before JAX's first use (a no-op once it has started)
     cache.enable(disabled=not use_cache)
     progress = Progress(0, quiet, stream)
     executor = execute.Executor(execute.local_devices(devices), on_compile=progress.compiled)

@@ -176,7 +176,10 @@ class Sizing:
 
     def layout(self) -> dict:
         """What a results directory records: every process and every resume must share it."""
-        return dict(self.plan.layout(), platform=self.platform, canonical_device_batch=self.canonical_device_batch)
+        layout = dict(self.plan.layout(), platform=self.platform, canonical_device_batch=self.canonical_device_batch)
+        if self.platform == "cpu":
+            layout["cpu_parallelism"] = self.plan.study.engine.parallelism
+        return layout
 
 
 def example_run_args(plan: Plan, group):
@@ -203,13 +206,20 @@ def size_plan(study, executor, *, chunk_size: int | None = None, device_batch: i
     every local device (it never changes a result). Raises before any compute when a group does not fit."""
     from fi_sim.engine import execute
 
+    from fi_sim.engine import hostcpu
+
     platform = executor.platform
+    hostcpu.check(study.engine.parallelism, executor)
     canonical = canonical_device_batch(study, platform)
     if layout:
         for name, value in (("chunk_size", chunk_size), ("device_batch", device_batch)):
             if value is not None and value != layout.get(name):
                 raise ResultsError(f"this results directory was started with {name} {layout.get(name)}; "
                                    f"got {value} (results depend on the layout: keep it, or use a new --out)")
+        if platform == "cpu" and layout.get("cpu_parallelism", study.engine.parallelism) != study.engine.parallelism:
+            raise ResultsError(f"this results directory was computed at CPU parallelism {layout['cpu_parallelism']}; "
+                               f"the study now says {study.engine.parallelism} ([engine] cpu_parallelism), whose bits "
+                               "differ: restore it, or use a new --out")
         if layout.get("platform", platform) != platform:
             raise ResultsError(f"this results directory was computed on {layout['platform']}; this is {platform}, "
                                "whose bits differ: resume it on the same platform, or use a new --out")
