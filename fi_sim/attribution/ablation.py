@@ -363,7 +363,11 @@ class TableReport:
                      f"{', '.join(t.factors)}; seeds per cell {int(seeds.min())}–{int(seeds.max())} ({int(seeds.sum())} runs).")
         for note in t.notes:
             lines.append(f"- {note}")
-        lines += ["", f"Model fitted (hierarchical, every identifiable term): {', '.join(self.model_terms)}.",
+        terms = self.model_terms
+        shown = ", ".join(terms) if len(terms) <= 24 else ", ".join(terms[:24]) + f", ... ({len(terms)} terms)"
+        if t.is_complete:
+            shown = f"all {len(terms)} terms (the full factorial: nothing is aliased)"
+        lines += ["", f"Model fitted (hierarchical, every identifiable term): {shown}.",
                   f"Intervals: {self.interval_source}.", ""]
         lines.append("Defining relation (terms aliased with the mean): "
                      + ("I = " + " = ".join(self.defining_relation) if self.defining_relation else "none"))
