@@ -181,6 +181,7 @@ def from_table(
     *,
     factors: Sequence[str] | None = None,
     seed: str | None = SEED_DIM,
+    levels: Mapping[str, Sequence[Any]] | None = None,
 ) -> AblationTable:
     """Read a long table (DataFrame, or a .csv / .parquet path) into an :class:`AblationTable`.
 
@@ -189,8 +190,12 @@ def from_table(
     except the seed, ``status``, ``run_id``, other ``true:``/``proxy:``/``channel:`` metrics and numeric columns
     with more than 12 distinct values). ``seed``: the replicate column, if the table has one; without it,
     several rows of one cell are replicates in row order. Rows whose metric is missing (failed runs) are
-    dropped and counted in ``notes``; levels keep their order of first appearance.
+    dropped and counted in ``notes``. ``levels``: the order of some factors' levels ({factor: [level, ...]});
+    the others keep their order of first appearance. The first level is the default baseline (and the -
+    sign of a two-level contrast), the last the default target: a fraction whose first row is not the
+    baseline needs ``levels``.
     """
+    level_order = levels
     df = _read(data)
     columns = [str(c) for c in df.columns]
     df = df.set_axis(columns, axis=1)
@@ -233,7 +238,15 @@ def from_table(
         raise invalid("factors", list(constant), "at least one factor column with two or more levels")
     df = df[finite]
     values = values[finite]
-    levels = {f: tuple(_plain(v) for v in pd.unique(df[f])) for f in factors}
+    found = {f: tuple(_plain(v) for v in pd.unique(df[f])) for f in factors}
+    levels = dict(found)
+    for f, order in (dict(level_order) if level_order else {}).items():
+        if f not in found:
+            raise invalid("levels", f, f"factors of the table: {factors}")
+        order = tuple(_plain(v) for v in order)
+        if sorted(map(repr, order)) != sorted(map(repr, found[f])):
+            raise invalid(f"levels[{f!r}]", list(order), f"the levels present, in any order: {list(found[f])}")
+        levels[f] = order
     index = {f: {repr(v): i for i, v in enumerate(levels[f])} for f in factors}
     codes = np.column_stack([[index[f][repr(_plain(v))] for v in df[f]] for f in factors])
     seeds = [_plain(s) for s in df[seed_column]] if seed_column else list(range(len(df)))

@@ -4,9 +4,9 @@ The model is Bayesian and linear in the orthonormal fANOVA basis of the grid (:c
 Y(cell) = sum_T x_T(cell) . beta_T, with independent priors beta_T ~ N(0, scale * decay^(|T| - 1)) on the
 terms (a broad prior on the mean), so that higher-order interactions are a priori smaller but never ruled out
 (effect hierarchy, not effect absence), and run noise N(0, noise) (a cell run with n seeds has noise / n).
-The hyperparameters (scale, decay, noise) are chosen by maximising the marginal likelihood of the runs
-observed over a small grid, and re-chosen after every new observation; that is what makes a sequential
-design adaptive: a table whose interactions turn out large makes interaction-heavy cells worth more.
+The hyperparameters (scale, decay, noise) are averaged over a small grid, each weighted by the marginal
+likelihood of the runs observed, and re-weighted as runs come in; that is what makes a sequential design
+adaptive: a table whose interactions turn out large makes interaction-heavy cells worth more.
 
 The attribution of interest is a set of functionals of the surface:
 
@@ -77,16 +77,20 @@ class BayesianSurface:
         return np.where(self.order == 0, scale * MEAN_PRIOR, scale * decay ** np.maximum(self.order - 1, 0))
 
     def fit(self, x: np.ndarray, y: np.ndarray, counts: np.ndarray, noise: float | None = None) -> Posterior:
-        """Posterior given cell means ``y`` of ``counts`` runs at rows ``x``; hyperparameters by marginal likelihood.
+        """Posterior given cell means ``y`` of ``counts`` runs at rows ``x``, averaged over the hyperparameters.
 
-        ``noise`` (per-run variance), when known from replicate seeds, is held fixed; otherwise it is chosen
-        with the rest as a ratio of the scale.
+        Every (scale, decay, noise) of a small grid is weighted by its marginal likelihood (a flat prior over
+        the grid), and the posterior is the moment-matched mixture: with few runs no single setting is well
+        supported, and averaging keeps both the estimate and the design from betting on one. ``noise``
+        (per-run variance), when known from replicate seeds, is held fixed; otherwise it is averaged over with
+        the rest as a ratio of the scale. The reported scale, decay and noise are the best-supported ones.
         """
         y = np.asarray(y, dtype=np.float64)
+        counts = np.asarray(counts, dtype=np.float64)
         centred = y - y.mean() if len(y) else y
         spread = float(centred.var()) if len(y) > 1 else 0.0
         scale0 = max(spread, 1e-12 * max(1.0, float(np.abs(y).max(initial=0.0)) ** 2), 1e-24)
-        best = None
+        settings, evidences = [], []
         for decay in DECAYS:
             for factor in SCALE_FACTORS:
                 scale = scale0 * factor
@@ -99,14 +103,20 @@ class BayesianSurface:
                     except np.linalg.LinAlgError:
                         continue
                     alpha = np.linalg.solve(chol, y)
-                    evidence = -0.5 * float(alpha @ alpha) - float(np.log(np.diag(chol)).sum())
-                    if best is None or evidence > best[0]:
-                        best = (evidence, scale, decay, run_noise)
-        if best is None or len(y) < 3:
-            # Too few runs to choose hyperparameters: a moderate hierarchy and little noise.
-            best = (0.0, scale0, 0.4, noise if noise is not None else scale0 * 1e-2)
-        _, scale, decay, run_noise = best
-        return self.posterior(x, y, counts, scale, decay, run_noise)
+                    evidences.append(-0.5 * float(alpha @ alpha) - float(np.log(np.diag(chol)).sum()))
+                    settings.append((scale, decay, run_noise))
+        if not settings or len(y) < 3:
+            # Too few runs to weigh hyperparameters: a moderate hierarchy and little noise.
+            return self.posterior(x, y, counts, scale0, 0.4, noise if noise is not None else scale0 * 1e-2)
+        weights = np.exp(np.array(evidences) - max(evidences))
+        weights /= weights.sum()
+        keep = np.flatnonzero(weights > 1e-6 * weights.max())
+        parts = [(weights[i], self.posterior(x, y, counts, *settings[i])) for i in keep]
+        total = sum(w for w, _ in parts)
+        mean = sum(w * p.mean for w, p in parts) / total
+        covariance = sum(w * (p.covariance + np.outer(p.mean - mean, p.mean - mean)) for w, p in parts) / total
+        best = settings[int(np.argmax(weights))]
+        return Posterior(mean, (covariance + covariance.T) / 2, best[2], best[0], best[1])
 
     def posterior(self, x, y, counts, scale, decay, noise) -> Posterior:
         prior = self.prior_variance(scale, decay)
