@@ -148,8 +148,10 @@ def _read(data: Any) -> pd.DataFrame:
         if not path.is_file():
             raise invalid("table", str(path), "an existing file")
         if suffix == ".csv":
-            # round_trip: the exact float of every written digit, so an export reads back bit for bit.
-            return pd.read_csv(path, float_precision="round_trip")
+            # 17 significant digits (as fi_sim.tables.export writes them) read back bit for bit with pandas 3's
+            # default parser (tested); older pandas needs the 'round_trip' parser, deprecated in pandas 3.
+            exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+            return pd.read_csv(path, **exact)
         try:
             return pd.read_parquet(path)
         except ImportError:
