@@ -46,6 +46,8 @@ SCALE_FACTORS = (1 / 64, 1 / 16, 1 / 4, 1.0, 4.0)
 MEAN_PRIOR = 1e4
 """Prior variance of the mean relative to ``scale``: in effect flat."""
 MAX_DESIGN_CELLS = 4096
+INITIAL_DECAY = 0.4
+"""The decay per interaction order assumed before three runs have been seen (nothing to weigh it by yet)."""
 
 
 @dataclass
@@ -107,7 +109,7 @@ class BayesianSurface:
                     settings.append((scale, decay, run_noise))
         if not settings or len(y) < 3:
             # Too few runs to weigh hyperparameters: a moderate hierarchy and little noise.
-            return self.posterior(x, y, counts, scale0, 0.4, noise if noise is not None else scale0 * 1e-2)
+            return self.posterior(x, y, counts, scale0, INITIAL_DECAY, noise if noise is not None else scale0 * 1e-2)
         weights = np.exp(np.array(evidences) - max(evidences))
         weights /= weights.sum()
         keep = np.flatnonzero(weights > 1e-6 * weights.max())
