@@ -79,6 +79,10 @@ _LAZY = {
     "Study": ("fi_sim.study", "Study"),
     "load_study": ("fi_sim.study", "load_study"),
     "run_study": ("fi_sim.engine.runner", "run_study"),
+    "to_table": ("fi_sim.tables", "to_table"),
+    "export_table": ("fi_sim.tables", "export"),
+    "validate_card": ("fi_sim.cards", "validate_card"),
+    "diff_cards": ("fi_sim.cards", "diff_cards"),
 }
 
 

@@ -10,6 +10,10 @@
     fi-sim attribute DIR | --game NAME   score attribution methods against the truth (leaderboard);
                                          --baseline/--target CELL, default: the study's largest gain
     fi-sim --version                     the package version and, in a git checkout, its commit
+    fi-sim attribute TABLE.csv --metric COL   what a real ablation table supports: aliases, estimates, claims
+    fi-sim design next TABLE.csv --budget N   the N runs that would most sharpen the attribution
+    fi-sim export DIR --format csv|parquet    the results as a table: one row per run and budget
+    fi-sim card validate FILE | card diff A B check a hand-written card against the schema; compare two
 
 Bad input prints one line per problem (field, value given, what is allowed) without a traceback and exits
 with status 2; nothing already computed is lost. Output cut short by a closed pipe (`fi-sim levels | head`)
@@ -117,6 +121,10 @@ def _cmd_report(args) -> int:
 def _cmd_card(args) -> int:
     from fi_sim.study import load_study
 
+    handled = _cmd_card_forms(args)
+    if handled is not None:
+        return handled
+
     study = load_study(args.study)
     cards = study.cards()
     if args.summary:
@@ -156,6 +164,9 @@ def _cmd_levels(args) -> int:
 
 def _cmd_attribute(args) -> int:
     from fi_sim.attribution.leaderboard import attribute_main
+
+    if args.dir is not None and _is_table(args.dir):
+        return _cmd_attribute_table(args)
 
     if (args.dir is None) == (args.game is None):
         raise _usage_error("attribute", f"dir={args.dir!r}, --game={args.game!r}",
@@ -264,6 +275,114 @@ def endpoints(y, baseline_text: str | None, target_text: str | None, metric: str
     return baseline, target, "; ".join(how)
 
 
+# --- tables, designs and cards (issue 14): kept apart from the commands above so that they merge cleanly
+
+
+def _is_table(path: str) -> bool:
+    """A path ending in .csv / .parquet that is a file (not a results directory) is a table."""
+    return Path(path).suffix.lower() in (".csv", ".parquet") and not Path(path).is_dir()
+
+
+def _read_table(args):
+    from fi_sim.attribution.ablation import from_table
+
+    metric = args.metric
+    factors = args.factors.split(",") if getattr(args, "factors", None) else None
+    try:
+        return from_table(args.table if hasattr(args, "table") else args.dir, metric, factors=factors)
+    except ValidationError as err:
+        # `attribute` defaults --metric to 'gain' (for results directories); a table without such a column
+        # falls back to its own default outcome column, and says so.
+        if metric == "gain" and err.problems[0].field == "metric":
+            table = from_table(args.table if hasattr(args, "table") else args.dir, None, factors=factors)
+            print(f"no column 'gain' in the table: attributing {table.metric!r} (choose with --metric)", file=sys.stderr)
+            return table
+        raise
+
+
+def _assignment(text: str | None, field: str) -> dict | None:
+    """'factor=level,factor=level' -> dict (levels stay strings; the table matches them by name)."""
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        if "=" not in part:
+            raise _usage_error(field, text, "comma-separated factor=level pairs naming every factor")
+        key, value = part.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _cmd_attribute_table(args) -> int:
+    from fi_sim.attribution.ablation import analyse
+
+    table = _read_table(args)
+    report = analyse(table, max_order=args.max_order, baseline=_assignment(args.baseline_cell or args.baseline, "--baseline"),
+                     target=_assignment(args.target_cell or args.target, "--target"))
+    text = report.markdown()
+    print(text)
+    out = Path(args.out) if args.out else Path(args.dir).with_name(Path(args.dir).stem + "_attribution")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(text)
+    report.effects.to_csv(out / "effects.csv", index=False)
+    report.shapley.to_csv(out / "shapley.csv", index=False)
+    print(f"written: {out}/report.md, effects.csv, shapley.csv")
+    return 0
+
+
+def _cmd_design(args) -> int:
+    from fi_sim.attribution.design import design_next
+
+    table = _read_table(args)
+    proposal = design_next(table, args.budget, target=args.target, baseline=_assignment(args.baseline_cell or args.baseline, "--baseline"),
+                           target_cell=_assignment(args.target_cell, "--target-cell"), new_cells_only=args.new_cells_only,
+                           rng_seed=args.seed)
+    print(f"{len(proposal)} run(s) proposed for the {args.target} attribution of {table.metric!r} "
+          f"({len(table.cells)} of {table.grid_size} cells run so far):")
+    print(proposal.to_string(index=False))
+    if args.out:
+        proposal.to_csv(args.out, index=False)
+        print(f"written: {args.out}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from fi_sim.tables import export
+
+    fmt = args.format
+    out = Path(args.out) if args.out else Path(args.dir) / f"results.{fmt}"
+    path = export(args.dir, out, fmt, args.metrics.split(",") if args.metrics else None)
+    print(f"written: {path}")
+    return 0
+
+
+def _cmd_card_forms(args) -> int | None:
+    """`card validate FILE` and `card diff A B`; None when the arguments are a study (the original form)."""
+    from fi_sim.cards import diff_cards, differing_factors, validate_card
+
+    if args.study == "validate":
+        if len(args.more) < 1:
+            raise _usage_error("card validate", args.more, "one or more card JSON files")
+        for path in args.more:
+            validate_card(path, path)
+            print(f"{path}: valid interface card")
+        return 0
+    if args.study == "diff":
+        if len(args.more) != 2:
+            raise _usage_error("card diff", args.more, "two card JSON files: A B")
+        differences = diff_cards(args.more[0], args.more[1])
+        if not differences:
+            print("the two interfaces are identical")
+            return 0
+        print(f"the interfaces differ on {len(differences)} field(s); factors: {', '.join(differing_factors(differences)) or 'none'}")
+        for d in differences:
+            print(f"  {d}")
+        return 0
+    if args.more:
+        raise _usage_error("card", [args.study, *args.more], "STUDY.toml, or: validate FILE..., or: diff A B")
+    return None
+
+
 def _usage_error(field: str, value, allowed: str) -> ValidationError:
     from fi_sim.errors import Problem
 
@@ -319,8 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("card", help="print the interface cards of a study")
-    p.add_argument("study")
+    p = sub.add_parser("card", help="print the interface cards of a study; or: card validate FILE, card diff A B")
+    p.add_argument("study", help="study TOML file, or 'validate' / 'diff'")
+    p.add_argument("more", nargs="*", help="validate: card JSON files; diff: two card JSON files")
     p.add_argument("--summary", action="store_true", help="one line per card: hash and levels")
     p.set_defaults(func=_cmd_card)
 
@@ -344,8 +464,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regimes", help="comma-separated regime names (default: the standard set)")
     p.add_argument("--seed", type=int, default=0, help="seed of the methods' random choices")
     p.add_argument("--out", help="output directory (default: DIR/attribution or runs/attribution-GAME)")
+    _table_options(p)
     p.set_defaults(func=_cmd_attribute)
+
+    p = sub.add_parser("design", help="design the next runs of an ablation table: fi-sim design next TABLE --budget N")
+    p.add_argument("action", choices=["next"])
+    p.add_argument("table", help="a long table (.csv or .parquet): one column per factor, a metric, optionally seed")
+    p.add_argument("--budget", type=_positive, required=True, help="runs to propose (one seed each)")
+    p.add_argument("--target", choices=["shapley", "sobol"], default="shapley",
+                   help="the attribution to sharpen: Shapley values of the baseline->target switch, or Sobol indices")
+    p.add_argument("--metric", default=None, help="outcome column (default: true:gain, else the only float column)")
+    p.add_argument("--factors", help="comma-separated factor columns (default: inferred)")
+    p.add_argument("--baseline-cell", help="factor=level,... (default: first level of every factor)")
+    p.add_argument("--target-cell", help="factor=level,... (default: last level of every factor)")
+    p.add_argument("--new-cells-only", action="store_true", help="propose only cells not yet run (no further seeds)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the posterior draws (Sobol target)")
+    p.add_argument("--out", help="write the proposal as CSV here")
+    p.set_defaults(func=_cmd_design)
+
+    p = sub.add_parser("export", help="write a results directory as a table: one row per run and budget")
+    p.add_argument("dir", help="a results directory")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--out", help="output file (default: DIR/results.csv or DIR/results.parquet)")
+    p.add_argument("--metrics", help="comma-separated variables to export (default: every scalar metric)")
+    p.set_defaults(func=_cmd_export)
     return parser
+
+
+def _table_options(p) -> None:
+    """Options of `fi-sim attribute TABLE.csv` (a path ending in .csv / .parquet)."""
+    p.add_argument("--factors", help="table: comma-separated factor columns (default: inferred)")
+    p.add_argument("--max-order", type=_positive, default=2, help="table: interactions shown up to this order (default 2)")
+    p.add_argument("--baseline-cell", help="table: factor=level,... of the switch's baseline (default: first levels)")
+    p.add_argument("--target-cell", help="table: factor=level,... of the switch's target (default: last levels)")
 
 
 def _engine_options(p) -> None:

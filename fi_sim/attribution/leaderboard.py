@@ -383,17 +383,40 @@ def run_leaderboard(
     baseline: Mapping[str, Any] | None = None,
     target: Mapping[str, Any] | None = None,
     top_k: int = 2,
+    replicates: Sequence[xr.DataArray] | None = None,
 ) -> pd.DataFrame:
     """Run the leaderboard and write ``leaderboard.csv``, ``leaderboard.md``, ``leaderboard.png`` and
-    ``leaderboard_scores.csv`` into ``out_dir``; returns the table (rows method x regime)."""
+    ``leaderboard_scores.csv`` into ``out_dir``; returns the table (rows method x regime).
+
+    With ``replicates`` (noisy versions of ``y``, what an analyst would see), the report also gets the error
+    against budget of the designs (:mod:`.curves`), written to ``budget_curves.csv`` / ``budget_curves.png``.
+    """
     result = evaluate(y, regimes=regimes, methods=methods, data_factor=data_factor, rng_seed=rng_seed, baseline=baseline, target=target, top_k=top_k)
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.table.to_csv(out_dir / "leaderboard.csv", index=False)
     result.scores.to_csv(out_dir / "leaderboard_scores.csv", index=False)
-    (out_dir / "leaderboard.md").write_text(_markdown(result, title))
+    text = _markdown(result, title)
+    if replicates:
+        text += _budget_curves(y, replicates, out_dir, result.baseline, result.target, rng_seed)
+    (out_dir / "leaderboard.md").write_text(text)
     _figure(result, out_dir / "leaderboard.png", title)
     return result.table
+
+
+def _budget_curves(truth, replicates, out_dir: pathlib.Path, baseline, target, rng_seed) -> str:
+    """Error against budget of the designs (adaptive, random cells, fractional, OFAT, Shapley sampling):
+    writes budget_curves.csv / .png and returns the report's section."""
+    from . import curves
+
+    runs = curves.error_vs_budget(truth, replicates, baseline=baseline, target=target, surface="this surface", rng_seed=rng_seed)
+    summary = curves.summarize(runs)
+    _, per_surface = curves.against_static(summary)
+    runs.to_csv(out_dir / "budget_curves.csv", index=False)
+    curves.figure(summary, out_dir / "budget_curves.png")
+    return ("\n## Error against budget\n\nEach design under budgets of B cells (one seed each), on replicates of the surface "
+            "(fresh seed noise for a game, one measured seed at a time for results); figure `budget_curves.png`, every run in "
+            "`budget_curves.csv`.\n\n" + curves.markdown(summary, per_surface))
 
 
 ATTRIBUTE_OPTIONS = {
@@ -409,6 +432,8 @@ ATTRIBUTE_OPTIONS = {
     "game_options": "dict of options for the game's builder, e.g. {'levels': 6}",
     "n_seeds": "seeds to simulate for a game (default 4)",
     "noise_sd": "seed noise of a game (default: 5% of the surface's standard deviation)",
+    "curves": "error-against-budget curves in the report (default True)",
+    "curve_replicates": "replicates of the curves (default 5: fresh noise for a game, one seed at a time for results)",
 }
 
 
@@ -428,19 +453,39 @@ def attribute_main(y_or_none: xr.DataArray | xr.Dataset | None, game_name_or_non
     game_options = options.pop("game_options", None) or {}
     n_seeds = options.pop("n_seeds", 4)
     noise_sd = options.pop("noise_sd", None)
+    with_curves = options.pop("curves", True)
+    n_replicates = options.pop("curve_replicates", 5)
+    if not isinstance(n_replicates, (int, np.integer)) or isinstance(n_replicates, bool) or n_replicates < 1:
+        raise invalid("curve_replicates", n_replicates, "an integer >= 1")
     if game_name_or_none is not None:
         noiseless = get_game(game_name_or_none, **game_options)
         if noise_sd is None:
             noise_sd = 0.05 * float(noiseless.std())
         y = get_game(game_name_or_none, n_seeds=n_seeds, noise_sd=noise_sd, rng_seed=int(options.get("rng_seed", 0)), **game_options)
         options.setdefault("title", f"game {game_name_or_none}: {GAMES[game_name_or_none]}")
+        if with_curves:
+            # Truth: the noiseless game; replicates: one seed of fresh noise each.
+            replicates = [get_game(game_name_or_none, n_seeds=1, noise_sd=noise_sd, rng_seed=1000 + r, **game_options) for r in range(n_replicates)]
+            y_truth = noiseless
     else:
         y = y_or_none
         if isinstance(y, xr.Dataset):
             if metric not in y.data_vars:
                 raise invalid("metric", metric, f"a variable of the results: {list(y.data_vars)}")
             y = y[metric]
-    return run_leaderboard(y, pathlib.Path(out_dir), **options)
+        if with_curves:
+            from .curves import seed_replicates
+
+            replicates, y_truth = seed_replicates(y, n_replicates), y
+    table = run_leaderboard(y, pathlib.Path(out_dir), **options)
+    if with_curves:
+        out = pathlib.Path(out_dir)
+        result_md = (out / "leaderboard.md").read_text()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MissingSeedsWarning)
+            section = _budget_curves(y_truth, replicates, out, options.get("baseline"), options.get("target"), int(options.get("rng_seed", 0)))
+        (out / "leaderboard.md").write_text(result_md + section)
+    return table
 
 
 __all__ = ["TRUTHS", "LeaderboardResult", "compute_truths", "evaluate", "run_leaderboard", "attribute_main", "markdown_table"]

@@ -14,10 +14,10 @@ def blocks():
 
 
 def test_doc_has_examples():
-    assert len(blocks()) >= 2
+    assert len(blocks()) >= 3
 
 
-@pytest.mark.parametrize("index", range(2))
+@pytest.mark.parametrize("index", range(len(blocks())))
 def test_doc_example_runs(index, capsys):
     code = blocks()[index]
     with warnings.catch_warnings():

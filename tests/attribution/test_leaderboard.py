@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from fi_sim.attribution import Attribution, MethodNotApplicable, switch_game
+from fi_sim.attribution import METHODS, Attribution, MethodNotApplicable, switch_game
 from fi_sim.attribution import games
 from fi_sim.attribution.leaderboard import COLUMNS, attribute_main, evaluate, run_leaderboard
 from fi_sim.errors import ValidationError
@@ -31,7 +31,7 @@ def estimates(result, method, regime):
 def test_table_shape_and_columns(result):
     table = result.table
     assert list(table.columns) == COLUMNS
-    assert len(table) == 9 * 4
+    assert len(table) == len(METHODS) * 4
     assert set(table.regime) == {"full", "paper", "budget_20", "hidden_base"}
     ok = table[table.status == "ok"]
     assert set(ok.truth) == {"switch_shapley", "switch_banzhaf"}
