@@ -44,7 +44,7 @@ def test_bad_runs_are_nan_and_flagged_and_the_truth_leaves_them_out_with_a_warni
     messages = " ".join(str(w.message) for w in caught)
     assert "non-finite" in messages and "diverged" in messages
     status = ds["status"]
-    assert status.attrs["flag_meanings"].split() == ["not_run", "ok", "nonfinite", "diverged"]
+    assert status.attrs["flag_meanings"].split() == ["not_run", "ok", "nonfinite", "diverged", "collapsed"]
     assert int((status == 1).sum()) == 1 and int((status == 2).sum()) == 1 and int((status == 0).sum()) == 14
     bad = (status != 0)
     for name in ("score", "gain", "kl_to_base"):
