@@ -175,6 +175,24 @@ def _level_rows(study: dict) -> list[list[str]]:
     return rows
 
 
+def layout_line(ds) -> str:
+    """How the runs were laid out (their last bits depend on it), and whether that is the study's canonical layout."""
+    try:
+        layout = json.loads(ds.attrs.get("layout", "{}"))
+    except ValueError:
+        layout = {}
+    if not layout:
+        return "- Layout: not recorded (results from an fi_sim before the canonical layout)."
+    where = f"{layout.get('platform', '?')}"
+    if "cpu_parallelism" in layout:
+        where += f", CPU parallelism {layout['cpu_parallelism']}"
+    text = f"- Layout: device batch {layout.get('device_batch')} on {where}"
+    if layout.get("canonical", True):
+        return text + " (canonical: a fresh run of this study on this platform gives these bits)."
+    return (text + f" — **not the canonical layout** (device batch {layout.get('canonical_device_batch')}): the "
+            "results' last bits differ from a canonical run's; the surface agrees within seed noise.")
+
+
 def write_report(path: str | Path) -> Path:
     """Write DIR/report.md and DIR/figures/*.png for the results in DIR; returns the report's path."""
     rd = RunDirectory(Path(path))
@@ -195,6 +213,7 @@ def write_report(path: str | Path) -> Path:
         "",
         f"- fi_sim {ds.attrs['fi_sim_version']}, study hash `{ds.attrs['study_hash'][:16]}`; results in `results.nc` "
         "(`fi_sim.load_results(DIR)`).",
+        layout_line(ds),
         f"- World: chain task family, values mod {w['modulus']}, {w['num_skills']} skills, depth <= {w['max_depth']}, "
         f"world seed {w['seed']}; {w['eval_size']} held-out evaluation items (skills {w['eval_skills']}, "
         f"depths {w['eval_depths']}).",

@@ -164,3 +164,17 @@ def test_md_escapes(value, expected):
     from fi_sim.report import md
 
     assert md(value) == expected
+
+
+def test_the_report_names_a_non_canonical_layout():
+    import json
+
+    import xarray as xr
+
+    from fi_sim.report import layout_line
+
+    other = {"device_batch": 4, "canonical_device_batch": 8, "canonical": False, "platform": "cpu", "cpu_parallelism": 8}
+    assert "not the canonical layout" in layout_line(xr.Dataset(attrs={"layout": json.dumps(other)}))
+    same = dict(other, device_batch=8, canonical=True)
+    line = layout_line(xr.Dataset(attrs={"layout": json.dumps(same)}))
+    assert "canonical:" in line and "not the canonical" not in line and "CPU parallelism 8" in line
