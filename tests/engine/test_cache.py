@@ -11,16 +11,20 @@ from ._helpers import ROOT, fi_sim_env
 
 
 def test_cache_directory_settings(monkeypatch, tmp_path):
+    """One directory per CPU parallelism (NPROC): XLA's CPU code depends on it and JAX's cache key does not."""
     monkeypatch.delenv("FI_SIM_CACHE_DIR", raising=False)
+    monkeypatch.setenv("NPROC", "8")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert cache.cache_dir() == tmp_path / "fi_sim" / "jax"
+    assert cache.cache_dir() == tmp_path / "fi_sim" / "jax" / "nproc8"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert cache.cache_dir() == Path.home() / ".cache" / "fi_sim" / "jax"
+    assert cache.cache_dir() == Path.home() / ".cache" / "fi_sim" / "jax" / "nproc8"
+    monkeypatch.setenv("NPROC", "2")
+    assert cache.cache_dir() == Path.home() / ".cache" / "fi_sim" / "jax" / "nproc2"
     for off in ("off", "0", "", "none"):
         monkeypatch.setenv("FI_SIM_CACHE_DIR", off)
         assert cache.cache_dir() is None
     monkeypatch.setenv("FI_SIM_CACHE_DIR", str(tmp_path / "c"))
-    assert cache.cache_dir() == tmp_path / "c"
+    assert cache.cache_dir() == tmp_path / "c" / "nproc2"
 
 
 def test_enable_writes_compiled_executables_there(tmp_path):
@@ -28,7 +32,7 @@ def test_enable_writes_compiled_executables_there(tmp_path):
         import sys, jax, jax.numpy as jnp
         from fi_sim.engine import cache
         path = cache.enable()
-        assert str(path) == sys.argv[1], path
+        assert str(path.parent) == sys.argv[1] and path.name.startswith("nproc"), path
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # the toy function compiles fast
         jax.jit(lambda x: jnp.tanh(x) @ x.T)(jnp.ones((64, 64))).block_until_ready()
     """)
