@@ -317,8 +317,8 @@ def _cmd_attribute_table(args) -> int:
     from fi_sim.attribution.ablation import analyse
 
     table = _read_table(args)
-    report = analyse(table, max_order=args.max_order, baseline=_assignment(args.baseline_cell or args.baseline, "--baseline"),
-                     target=_assignment(args.target_cell or args.target, "--target"))
+    report = analyse(table, max_order=args.max_order, baseline=_assignment(args.baseline_cell or getattr(args, "baseline", None), "--baseline"),
+                     target=_assignment(args.target_cell or getattr(args, "target", None), "--target"))
     text = report.markdown()
     print(text)
     out = Path(args.out) if args.out else Path(args.dir).with_name(Path(args.dir).stem + "_attribution")
@@ -334,7 +334,7 @@ def _cmd_design(args) -> int:
     from fi_sim.attribution.design import design_next
 
     table = _read_table(args)
-    proposal = design_next(table, args.budget, target=args.target, baseline=_assignment(args.baseline_cell or args.baseline, "--baseline"),
+    proposal = design_next(table, args.budget, target=args.target, baseline=_assignment(args.baseline_cell, "--baseline-cell"),
                            target_cell=_assignment(args.target_cell, "--target-cell"), new_cells_only=args.new_cells_only,
                            rng_seed=args.seed)
     print(f"{len(proposal)} run(s) proposed for the {args.target} attribution of {table.metric!r} "
