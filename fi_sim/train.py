@@ -154,6 +154,13 @@ class PosttrainStatic:
     pool_size: int = 0  # 0: fresh prompts every step
     attempts: int = 1  # attempts per episode (the retry scaffold)
     frozen: FrozenDataset | None = None  # replay these tuples instead of sampling the policy
+    # the mechanisms the group's program contains, per factor ((factor, names) pairs; a factor not listed:
+    # every registered mechanism) — part of the group's static key, so a group compiles only what it uses
+    mechanisms: tuple = ()
+    options: tuple = ()  # mechanisms' own static parameters, as (factor, name, value) triples
+
+    def uses(self, factor: str) -> tuple[str, ...] | None:
+        return dict(self.mechanisms).get(factor)
 
 
 class StepLog(NamedTuple):
@@ -173,41 +180,9 @@ class StepLog(NamedTuple):
     loss: jax.Array
 
 
-def group_advantages(rewards, group_size: int, normalize):
-    """Reward minus its group's mean (REINFORCE with a group baseline); divided by the group's std when
-    `normalize` (GRPO). rewards: [num_prompts * group_size], grouped contiguously."""
-    r = rewards.reshape(-1, group_size)
-    adv = r - jnp.mean(r, axis=1, keepdims=True)
-    std = jnp.std(r, axis=1, keepdims=True)
-    adv = jnp.where(normalize > 0.5, adv / (std + 1e-6), adv)
-    return adv.reshape(-1)
-
-
-def token_weights(kind, token_rewards, taken, group_size: int, normalize):
-    """Per-token weights A_t of the training objective for each mechanism (see factors/optimizer.py).
-
-    token_rewards: [A, N, R] with N = prompts x group_size (prompt-major); taken: [A, N]. The group of a
-    prompt is all its samples' attempts that were made."""
-    A, N, R = token_rewards.shape
-    total = jnp.sum(token_rewards, -1)  # [A, N]
-    to_go = jnp.flip(jnp.cumsum(jnp.flip(token_rewards, -1), -1), -1)  # reward-to-go per token
-    w = taken.astype(jnp.float32)
-    grouped = lambda x: x.reshape(A, N // group_size, group_size).transpose(1, 0, 2).reshape(N // group_size, -1)  # noqa: E731
-    tw, tt = grouped(w), grouped(total)
-    count = jnp.maximum(jnp.sum(tw, 1, keepdims=True), 1.0)
-    mean = jnp.sum(tw * tt, 1, keepdims=True) / count
-    std = jnp.sqrt(jnp.sum(tw * (tt - mean) ** 2, 1, keepdims=True) / count)
-    ungroup = lambda x: jnp.broadcast_to(x, tt.shape).reshape(N // group_size, A, group_size).transpose(1, 0, 2).reshape(A, N)  # noqa: E731
-    baseline, scale = ungroup(mean), ungroup(jnp.where(normalize > 0.5, std + 1e-6, 1.0))
-    policy_gradient = (to_go - baseline[..., None]) / scale[..., None]
-    accepted = (total >= 0.5).astype(jnp.float32)
-    sft = jnp.broadcast_to((accepted * w)[..., None], to_go.shape)
-    positive = jnp.broadcast_to((total * w)[..., None], to_go.shape)
-    negative = jnp.broadcast_to((-(1.0 - total) * w)[..., None], to_go.shape)
-    ones = jnp.ones_like(to_go)
-    table = {"reinforce": policy_gradient, "ppo_clip": policy_gradient, "rs_sft": sft,
-             "positive_only": positive, "negative_only": negative, "distill": ones}
-    return jnp.stack([table[m] for m in optimizer_factor.MECHANISMS])[kind]
+def token_weights(opt: OptimizerParams, token_rewards, taken, group_size: int, normalize, mechanisms=None):
+    """Per-token weights A_t [A, N, R] of the run's objective (see `fi_sim.factors.optimizer`)."""
+    return optimizer_factor.token_weights(opt, token_rewards, taken, group_size, normalize, mechanisms)
 
 
 def clipped_objective(logp, logp_old, weights, mask, clip_epsilon):
@@ -223,12 +198,13 @@ def clipped_objective(logp, logp_old, weights, mask, clip_epsilon):
     return jnp.sum(per_token * m, -1), clip_fraction
 
 
-def surrogate_loss(config, params, base_params, prompts, context, actions, mask, weights, logp_old, opt):
+def surrogate_loss(config, params, base_params, prompts, context, actions, mask, weights, logp_old, opt,
+                   clip_epsilon):
     """The clipped, weighted log-likelihood objective with exact KL and entropy terms. Returns (loss, aux)."""
     logits = policy.token_logits(config, params, prompts, context) / opt.temperature
     logp_all = jax.nn.log_softmax(logits, -1)
     logp = jnp.take_along_axis(logp_all, actions[..., None], -1)[..., 0]
-    objective, clip_fraction = clipped_objective(logp, logp_old, weights, mask, opt.clip_epsilon)
+    objective, clip_fraction = clipped_objective(logp, logp_old, weights, mask, clip_epsilon)
     base_logits = policy.token_logits(config, base_params, prompts, context) / opt.temperature
     base_logp_all = jax.lax.stop_gradient(jax.nn.log_softmax(base_logits, -1))
     p = jnp.exp(logp_all)
@@ -242,22 +218,12 @@ def surrogate_loss(config, params, base_params, prompts, context, actions, mask,
     return loss, (kl, entropy, clip_fraction)
 
 
-def teacher_traces(world: TaskWorld, vocab: Vocab, data: DataParams, problems: Problems, key):
-    """The data factor's teacher: the solver with per-step error rate q, in a mix of styles. Returns the
-    traces' mode tokens [N] and (context, actions) [N, R]."""
-    k_err, k_style = jax.random.split(key)
-    solution = world.solve(problems, k_err, data.teacher_step_error)
-    scratch = jax.random.uniform(k_style, problems.x0.shape) < data.teacher_scratchpad_share
-    context, actions = vocab.write_trace(solution.steps, solution.answer, problems.depth, scratch)
-    mode = jnp.where(scratch, vocab.special("SCRATCH"), vocab.special("DIRECT"))
-    return mode, context, actions
-
-
 def make_posttrain(static: PosttrainStatic):
     world, config = static.world, static.policy
     vocab = Vocab(world)
     B, G, A = static.prompts_per_step, static.samples_per_prompt, static.attempts
     items = world.eval_items()
+    verifiers, objectives = static.uses("verifier"), static.uses("optimizer")
 
     def draw_prompts(data: DataParams, key, num):
         """Prompts from the data distribution (training partition), a share swapped for evaluation items."""
@@ -273,7 +239,7 @@ def make_posttrain(static: PosttrainStatic):
         opt = run.optimizer
         opt_state = optax.scale_by_adam().init(base_params)
         pool = draw_prompts(run.data, jax.random.fold_in(key, STAGE_POOL), static.pool_size) if static.pool_size else None
-        is_distill = opt.kind == optimizer_factor.MECHANISMS.index("distill")
+        clip_epsilon = optimizer_factor.clip_epsilon(opt, objectives)
 
         def live_batch(params, t):
             """Sample the policy under the run's scaffold and score it: the training batch of one step."""
@@ -286,19 +252,29 @@ def make_posttrain(static: PosttrainStatic):
             solution = world.solve(problems)
             prompts = vocab.encode_prompt(problems, run.scaffold.mode_token)
             ep = rollout(world, config, params, prompts, solution, problems.depth, run.scaffold, run.verifier,
-                         k_roll, opt.temperature, A)
-            weights = token_weights(opt.kind, ep.token_rewards, ep.taken, G, opt.normalize_advantage)
-            # distillation trains on the teacher's traces (in its own styles) instead of the policy's samples
-            t_mode, t_context, t_actions = teacher_traces(world, vocab, run.data, problems, k_teacher)
-            t_prompts = vocab.encode_prompt(problems, t_mode)
-            t_mask = (t_actions != vocab.pad)[None] & (jnp.arange(A) == 0)[:, None, None]
+                         k_roll, opt.temperature, A, verifiers)
+            weights = token_weights(opt, ep.token_rewards, ep.taken, G, opt.normalize_advantage, objectives)
+            # an objective with its own training sequences (distillation: the teacher's traces, in its own
+            # styles) trains on them instead of the policy's samples; their log-probs are recomputed
             flat = lambda x: x.reshape((A * B * G,) + x.shape[2:])  # noqa: E731
-            prompts_all = jnp.where(is_distill, jnp.tile(t_prompts, (A, 1)), jnp.tile(prompts, (A, 1)))
-            context = flat(jnp.where(is_distill, jnp.broadcast_to(t_context, ep.context.shape), ep.context))
-            actions = flat(jnp.where(is_distill, jnp.broadcast_to(t_actions, ep.actions.shape), ep.actions))
-            mask = flat(jnp.where(is_distill, t_mask, ep.mask))
-            # the behaviour policy's log-probs: the samples' own; recomputed for teacher traces
-            logp_old = jnp.where(is_distill | (static.inner_epochs == 1), jnp.nan, flat(ep.logprob))
+            prompts_all, context, actions, mask = jnp.tile(prompts, (A, 1)), ep.context, ep.actions, ep.mask
+            replaced = False
+            for objective in optimizer_factor.used(objectives):
+                if objective.batch is None:
+                    continue
+                own = opt.kind == optimizer_factor.FACTOR.index(objective.name)
+                t_mode, t_context, t_actions = objective.batch(
+                    opt.params[objective.name], optimizer_factor.BatchInputs(world, vocab, run.data, problems, k_teacher))
+                t_prompts = vocab.encode_prompt(problems, t_mode)
+                t_mask = (t_actions != vocab.pad)[None] & (jnp.arange(A) == 0)[:, None, None]
+                prompts_all = jnp.where(own, jnp.tile(t_prompts, (A, 1)), prompts_all)
+                context = jnp.where(own, jnp.broadcast_to(t_context, ep.context.shape), context)
+                actions = jnp.where(own, jnp.broadcast_to(t_actions, ep.actions.shape), actions)
+                mask = jnp.where(own, t_mask, mask)
+                replaced = replaced | own
+            context, actions, mask = flat(context), flat(actions), flat(mask)
+            # the behaviour policy's log-probs: the samples' own; recomputed for an objective's own sequences
+            logp_old = jnp.where(replaced | (static.inner_epochs == 1), jnp.nan, flat(ep.logprob))
             return (prompts_all, context, actions, mask, flat(weights), logp_old), ep
 
         def frozen_batch(params, t):
@@ -315,11 +291,12 @@ def make_posttrain(static: PosttrainStatic):
             limit = jnp.full((B * Gf,), vocab.response_length)
             solution = world.solve(jax.tree.map(rep, problems))
             graded = grade(vocab, context, limit, solution, rep(problems.depth), actions=actions)
-            rescored = verifier_factor.token_rewards(run.verifier, graded, k_reward, world)
+            rescored = verifier_factor.token_rewards(run.verifier, graded, k_reward, world, verifiers)
             frozen_r = flat(data["reward"])
             last = jnp.arange(vocab.response_length) == jnp.clip(graded.length - 1, 0, vocab.response_length - 1)[:, None]
             token_r = jnp.where(run.data.rescore > 0.5, rescored, last * frozen_r[:, None])
-            weights = token_weights(opt.kind, token_r[None], jnp.ones((1, B * Gf), bool), Gf, opt.normalize_advantage)[0]
+            weights = token_weights(opt, token_r[None], jnp.ones((1, B * Gf), bool), Gf, opt.normalize_advantage,
+                                    objectives)[0]
             mask = actions != vocab.pad
             logp_old = jnp.where(static.inner_epochs == 1, jnp.nan, flat(data["logprob"]))
             return (prompts, context, actions, mask, weights, logp_old), (graded, jnp.sum(token_r, -1))
@@ -344,7 +321,8 @@ def make_posttrain(static: PosttrainStatic):
                 params, opt_state = carry
                 (loss, (kl, entropy, clip_fraction)), grads = jax.value_and_grad(surrogate_loss, argnums=1,
                                                                                  has_aux=True)(
-                    config, params, base_params, prompts_all, context, actions, mask, weights, logp_old, opt)
+                    config, params, base_params, prompts_all, context, actions, mask, weights, logp_old, opt,
+                    clip_epsilon)
                 params, opt_state, gnorm = _update(params, grads, opt_state, opt.learning_rate, opt.max_grad_norm,
                                                    opt.family)
                 return (params, opt_state), (loss, kl, entropy, clip_fraction, gnorm)

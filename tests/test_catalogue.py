@@ -83,7 +83,7 @@ def test_hackable_false_positives_occur_only_on_traces_with_the_pattern():
     spec = {"preset": "hackable", "pattern_rate": 0.3, "hack_acceptance": 0.8}
     params = _verifier(spec)
     r = _rewards(spec, g).sum(-1)
-    pattern = np.asarray(verifier_factor.shows_pattern(params, g, WORLD))
+    pattern = np.asarray(verifier_factor.shows_pattern(params.params["hackable"]["pattern_rate"], g, WORLD))
     wrong = ~np.asarray(g.correct)
     assert r[wrong & ~pattern].max() == 0.0  # no false positive without the pattern
     fp_pattern = r[wrong & pattern].mean()
@@ -124,8 +124,8 @@ def test_a_direct_answer_is_one_step_for_step_level_verifiers():
 def _weights(kind, rewards, taken=None, group=2, normalize=0.0):
     rewards = jnp.asarray(rewards, jnp.float32)
     taken = jnp.ones(rewards.shape[:2], bool) if taken is None else jnp.asarray(taken)
-    k = optimizer_factor.MECHANISMS.index(kind)
-    return np.asarray(token_weights(k, rewards, taken, group, normalize))
+    opt = optimizer_factor.run_params(FACTORS["optimizer"].level(kind))
+    return np.asarray(token_weights(opt, rewards, taken, group, normalize))
 
 
 def test_objective_weights_by_hand():

@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import SingleDeviceSharding
 
+from fi_sim import metrics
 from fi_sim.engine.runfn import eval_items, make_run
 from fi_sim.evaluate import make_evaluate
 from fi_sim.train import make_pretrain
@@ -76,7 +77,7 @@ def pretrain_row(static):
 
     def one(base, key_data):
         params, losses = pretrain(base, jax.random.wrap_key_data(key_data))
-        tail = max(1, static.steps // 10)
+        tail = metrics.tail_steps(static.steps)
         return params, jnp.mean(losses[-tail:]) if static.steps else jnp.float32(jnp.nan)
 
     return one
@@ -90,9 +91,10 @@ def base_eval_row(static, world_settings):
 
     def one(params, scaffold, verifier, eval_key_data):
         r = evaluate(params, scaffold, verifier, items, jax.random.wrap_key_data(eval_key_data))
-        return {"base_score": r.true_score, "base_proxy_score": r.proxy_score,
-                "base_score_by_depth": r.true_by_depth, "base_score_by_skill": r.true_by_skill,
-                "base_score_by_item": r.true_by_item, "base_eval_tokens": r.tokens}
+        return metrics.outputs("base", {
+            "base_score": r.true_score, "base_proxy_score": r.proxy_score, "base_score_by_depth": r.true_by_depth,
+            "base_score_by_skill": r.true_by_skill, "base_score_by_item": r.true_by_item,
+            "base_eval_tokens": r.tokens})
 
     return one
 

@@ -7,12 +7,15 @@ the held-out items and reports every metric; the engine (`execute.py`) compiles 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fi_sim import metrics
 from fi_sim.evaluate import EvalStatic, make_evaluate
-from fi_sim.factors import MODULES
+from fi_sim.factors import FACTORS, MODULES
 from fi_sim.interface import TRAINING_FACTORS
 from fi_sim.train import PosttrainStatic, RunParams, make_posttrain
 from fi_sim.world.tokens import Vocab
@@ -35,6 +38,7 @@ def exposed_share(study, cell) -> float:
 
 
 def run_params_for(study, cell) -> RunParams:
+    """A training cell's per-run arrays: each factor's level lowered by its mechanism."""
     world = study.world.task_world()
     vocab = Vocab(world)
     levels = {f: study.factors[f][i] for f, i in zip(TRAINING_FACTORS, cell)}
@@ -47,18 +51,58 @@ def run_params_for(study, cell) -> RunParams:
     )
 
 
-def run_statics(study, cell, policy_config, budgets, num_samples) -> tuple[PosttrainStatic, EvalStatic]:
-    """The static (shape) configuration of a training cell: what splits a study into compiled groups."""
+# factors whose mechanisms are picked per run by a switch table: a group's program contains only those it uses
+SWITCHED = ("verifier", "optimizer")
+COMPILE_ONLY_USED = True
+
+
+def _shape_statics(study, cell, policy_config, budgets, num_samples) -> tuple[PosttrainStatic, EvalStatic]:
+    """The static (shape) configuration of a training cell, from the parameters declared static."""
     world = study.world.task_world()
     levels = {f: study.factors[f][i] for f, i in zip(TRAINING_FACTORS, cell)}
-    opt, data = levels["optimizer"].params, levels["data"].params
+    opt, data = levels["optimizer"].static(), levels["data"].static()
     attempts = MODULES["scaffold"].attempts(levels["scaffold"])
+    options = tuple((f, name, value) for f in SWITCHED
+                    for name, value in FACTORS[f].mechanisms[levels[f].mechanism].static_values(levels[f].params))
     return (
         PosttrainStatic(world, policy_config, opt["steps"], opt["prompts_per_step"], opt["samples_per_prompt"],
                         opt["inner_epochs"], data.get("pool_size", 0), attempts,
-                        MODULES["data"].frozen_dataset(levels["data"], world)),
+                        MODULES["data"].frozen_dataset(levels["data"], world), options=options),
         EvalStatic(world, policy_config, budgets, num_samples, attempts),
     )
+
+
+_GROUP_USES: dict = {}
+
+
+def _group_uses(study, budgets, num_samples) -> dict:
+    """For each shape configuration of the study (a compiled group), the switched mechanisms its runs use."""
+    from fi_sim.engine.plan import policy_config, training_cells
+
+    key = (id(study), study.hash, budgets, num_samples)
+    if key not in _GROUP_USES:
+        uses: dict = {}
+        for cell in training_cells(study):
+            base = study.factors["base"][cell[TRAINING_FACTORS.index("base")]]
+            shape = _shape_statics(study, cell, policy_config(study, base), budgets, num_samples)
+            for f in SWITCHED:
+                uses.setdefault(shape, {}).setdefault(f, set()).add(
+                    study.factors[f][cell[TRAINING_FACTORS.index(f)]].mechanism)
+        _GROUP_USES.clear()  # one study at a time is enough (plans are built once per study)
+        _GROUP_USES[key] = {shape: tuple((f, FACTORS[f].used(tuple(names[f]))) for f in SWITCHED)
+                            for shape, names in uses.items()}
+    return _GROUP_USES[key]
+
+
+def run_statics(study, cell, policy_config, budgets, num_samples) -> tuple[PosttrainStatic, EvalStatic]:
+    """The static configuration of a training cell: what splits a study into compiled groups (its shapes), and
+    the switched mechanisms its group uses (so the group's program contains only those)."""
+    posttrain, evaluate = _shape_statics(study, cell, policy_config, budgets, num_samples)
+    if not COMPILE_ONLY_USED:
+        return posttrain, evaluate
+    mechanisms = _group_uses(study, budgets, num_samples)[(posttrain, evaluate)]
+    return (replace(posttrain, mechanisms=mechanisms),
+            replace(evaluate, verifiers=dict(mechanisms)["verifier"]))
 
 
 def make_run(static, items):
@@ -72,7 +116,7 @@ def make_run(static, items):
     evaluate = make_evaluate(static.evaluate)
     steps = static.posttrain.steps
     window = curve_stride(steps)
-    tail = max(1, steps // 10)
+    tail = metrics.tail_steps(steps)
 
     def run(base_params, run: RunParams, key_data, eval_key_data):
         key, eval_key = jax.random.wrap_key_data(key_data), jax.random.wrap_key_data(eval_key_data)
@@ -84,7 +128,7 @@ def make_run(static, items):
 
         wrong, right = jnp.sum(log.wrong), jnp.sum(log.right)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(trained)]))
-        return {
+        return metrics.outputs("run", {
             "score": after.true_score,
             "proxy_score": after.proxy_score,
             "score_by_depth": after.true_by_depth,
@@ -105,7 +149,7 @@ def make_run(static, items):
             "curve_true_accuracy": curve(log.true_accuracy),
             "curve_kl": curve(log.kl),
             "finite": finite & jnp.all(jnp.isfinite(after.true_score)),
-        }
+        })
 
     return run
 
