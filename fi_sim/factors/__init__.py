@@ -57,11 +57,21 @@ def register(mechanism: Any, *presets: Preset, replace_existing: bool = False) -
     taken = [p.name for p in presets if p.name in factor.presets and not replace_existing]
     if taken:
         raise ValueError(f"the {factor.name} presets {taken} are already registered (pass replace_existing=True)")
-    registered = factor.add_mechanism(mechanism, replace_existing)
-    for preset in presets or (Preset(mechanism.name, mechanism.name, mechanism.doc),):
+    presets = presets or (Preset(mechanism.name, mechanism.name, mechanism.doc),)
+    for preset in presets:
         if preset.mechanism != mechanism.name:
             raise ValueError(f"preset {preset.name!r} names mechanism {preset.mechanism!r}, not {mechanism.name!r}")
-        factor.add_preset(preset)
+    previous = factor.mechanisms.get(mechanism.name)
+    registered = factor.add_mechanism(mechanism, replace_existing)
+    try:
+        for preset in presets:
+            factor.add_preset(preset)
+    except KeyError:  # a preset setting an unknown parameter: undo the registration
+        if previous is None:
+            factor.mechanisms.pop(mechanism.name)
+        else:
+            factor.mechanisms[mechanism.name] = previous
+        raise
     return registered
 
 
