@@ -124,13 +124,13 @@ class Interface:
     @classmethod
     def from_specs(cls, world: WorldSettings, specs: Mapping[str, Any]) -> "Interface":
         """Build from preset names or {preset, overrides} tables, one per factor; every problem reported."""
-        chain = world.task_world()
+        task_world = world.task_world()
         levels, problems = {}, []
         for name in FACTOR_NAMES:
             if name not in specs:
                 problems.append(Problem(f"interface.{name}", None, "a preset of " + ", ".join(sorted(FACTORS[name].presets))))
                 continue
-            level, probs = FACTORS[name].resolve(specs[name], f"interface.{name}", chain)
+            level, probs = FACTORS[name].resolve(specs[name], f"interface.{name}", task_world)
             problems += probs
             levels[name] = level
         if problems:

@@ -62,8 +62,8 @@ class Metrics:
                              "the items neither the base nor the data can have seen (against `gain`: what "
                              "contamination adds)")
     score_by_depth: Any = metric("budget_depth", "run", "true", FRACTION, "score of the post-trained policy by "
-                                 "chain depth")
-    base_score_by_depth: Any = metric("budget_depth", "base", "true", FRACTION, "score of the base by chain depth")
+                                 "problem depth")
+    base_score_by_depth: Any = metric("budget_depth", "base", "true", FRACTION, "score of the base by problem depth")
     score_by_skill: Any = metric("budget_skill", "run", "true", FRACTION, "score of the post-trained policy on the "
                                  "items that use each skill")
     base_score_by_skill: Any = metric("budget_skill", "base", "true", FRACTION, "score of the base on the items "

@@ -157,7 +157,7 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
     except ValidationError as err:
         problems += err.problems
         world = None
-    chain = world.task_world() if world is not None else None
+    task_world = world.task_world() if world is not None else None
 
     factors_raw = raw.get("factors")
     factors: dict[str, tuple[Level, ...]] = {}
@@ -180,7 +180,7 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
             continue
         levels = []
         for i, spec in enumerate(entry):
-            level, probs = FACTORS[fname].resolve(spec, f"{where}[{i}]", chain)
+            level, probs = FACTORS[fname].resolve(spec, f"{where}[{i}]", task_world)
             problems += probs
             if level is not None:
                 levels.append(level)

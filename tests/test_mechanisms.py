@@ -22,7 +22,7 @@ from fi_sim.interface import Interface, WorldSettings
 from fi_sim.rollout import stopping
 from fi_sim.train import clipped_objective
 from fi_sim.world.grading import Graded
-from fi_sim.world.tasks import FAMILIES, Problems, TaskWorld
+from fi_sim.world.tasks import FAMILIES, TaskWorld
 from fi_sim.world.tokens import Vocab
 
 WORLD = TaskWorld()

@@ -155,7 +155,7 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
     })
     variables["run_id"] = xr.Variable(TRAIN_DIMS, run_ids, attrs={"description": "stable run id (-1: not run)"})
     ds = xr.Dataset(variables, coords=coords)
-    ds["depth"].attrs["description"] = "chain depth of the evaluation item"
+    ds["depth"].attrs["description"] = "depth of the evaluation item (its number of steps)"
     ds["skill"].attrs["description"] = "skill id used by the evaluation item (at any step)"
     ds["step"].attrs["description"] = "post-training step at the end of each logged window"
     ds.attrs.update({

@@ -61,7 +61,7 @@ EDGE = {"skills": [4, 5], "rare_skills": [0, 1, 2, 3], "rare_weight": 0.2, "dept
 FACTOR.add_preset(Preset("within", "prompts", "skills 0-3 at depths 1-3: inside the narrow base's competence",
                          {"skills": [0, 1, 2, 3], "depths": [1, 2, 3]}))
 FACTOR.add_preset(Preset("edge", "prompts",
-                         "chains of depth 2-3, mostly skills 4-5 (rare in the narrow base), skills 0-3 at 20% weight",
+                         "problems of depth 2-3, mostly skills 4-5 (rare in the narrow base), skills 0-3 at 20% weight",
                          EDGE))
 FACTOR.add_preset(Preset("beyond", "prompts", "skills 4-5 at depth 4: nothing the narrow base can do",
                          {"skills": [4, 5], "depths": [4]}))

@@ -19,7 +19,7 @@ The difficulty knob is the depth d; skills are the skill labels.
 Problems are fixed-shape arrays (skills padded to `max_depth`) so that sampling, solving and encoding are
 jit-able and vmappable. Which problems are held out for evaluation is a fixed partition of the problem space
 (`is_heldout`), so the post-training data can never contain an evaluation item unless a factor level asks
-for contamination on purpose. The partition covers chains of depth >= 2: a depth-1 problem is a primitive
+for contamination on purpose. The partition covers problems of depth >= 2: a depth-1 problem is a primitive
 skill itself (one entry of its permutation table), which cannot be hidden without hiding the skill, so
 depth-1 items are shared by training and evaluation.
 """
@@ -37,7 +37,7 @@ from fi_sim.errors import Problem, ValidationError
 
 
 class Problems(NamedTuple):
-    """A batch of chain problems (leading dimensions are free)."""
+    """A batch of problems (leading dimensions are free)."""
 
     x0: jax.Array  # int32 [...], the start value in Z_m
     skills: jax.Array  # int32 [..., max_depth], skill ids; entries at index >= depth are 0 and ignored
