@@ -22,7 +22,7 @@ with the tokens one item costs under the budget.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,14 +76,14 @@ def eval_set(world: TaskWorld, size: int, skill_weights, depth_weights, seed: in
     return world.sample(key, jnp.asarray(skill_weights), jnp.asarray(depth_weights), size, heldout=True)
 
 
-def make_evaluate(static: EvalStatic):
+def make_evaluate(static: EvalStatic) -> Callable[..., EvalResult]:
     world, config = static.world, static.policy
     vocab = Vocab(world)
     n = static.num_samples
     temps = static.temperatures
 
-    def evaluate(params, scaffold: Protocol, verifier: VerifierParams, items: Problems, key,
-                 exposed_share=0.0) -> EvalResult:
+    def evaluate(params: Any, scaffold: Protocol, verifier: VerifierParams, items: Problems, key: jax.Array,
+                 exposed_share: Any = 0.0) -> EvalResult:
         E = items.x0.shape[0]
         solution = world.solve(items)
         rep = lambda x: jnp.repeat(x, n, axis=0)  # noqa: E731  item-major
@@ -106,7 +106,7 @@ def make_evaluate(static: EvalStatic):
             count = jnp.sum(w, 0)
             return jnp.where(count > 0, score @ w / jnp.maximum(count, 1), jnp.nan)
 
-        out = {k: [] for k in EvalResult._fields if k != "tokens"}
+        out: dict[str, list] = {k: [] for k in EvalResult._fields if k != "tokens"}
         for b in static.budgets:
             correct, answers, proxy, spent = per_temp[b.temperature]
             if b.max_tokens:
@@ -130,7 +130,7 @@ def make_evaluate(static: EvalStatic):
     return evaluate
 
 
-def clean_items(num_items: int, exposed_share, xp=jnp):
+def clean_items(num_items: int, exposed_share: Any, xp: Any = jnp) -> Any:
     """Which evaluation items a run cannot have seen: the suffix after the exposed prefix of the evaluation set
     (`exposed_share` of it, rounded up). `xp` is jax.numpy (traced) or numpy (assembling results)."""
     share = xp.asarray(exposed_share, xp.float32)

@@ -151,7 +151,7 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
     else:
         problems.append(Problem("study.seeds", seeds_raw, "a count in 1..10000 or a list of distinct non-negative integers"))
 
-    world = WorldSettings()
+    world: WorldSettings | None = WorldSettings()
     try:
         world = WorldSettings.from_dict(raw.get("world", {}))
     except ValidationError as err:
@@ -223,7 +223,7 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
     if len(sizes) == len(EngineSettings.FIELDS):
         engine = EngineSettings(**sizes)
 
-    if not problems:
+    if not problems and world is not None:
         study = Study(name=name, seeds=seeds, world=world, factors=factors, seed=seed, description=description,
                       design=design, listed_cells=listed, engine=engine)
         runs = num_runs(study)

@@ -10,17 +10,19 @@ which scaffold, which objective, Adam or SGD) arrive as an index used with `lax.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import ArrayLike
 
 from fi_sim.factors import optimizer as optimizer_factor
 from fi_sim.factors import verifier as verifier_factor
 from fi_sim.factors.base import BaseParams
 from fi_sim.factors.data import DataParams
 from fi_sim.factors.optimizer import OptimizerParams
+from fi_sim.factors.registry import PerRun
 from fi_sim.factors.scaffold import ScaffoldParams
 from fi_sim.factors.verifier import VerifierParams
 from fi_sim.rollout import rollout
@@ -31,6 +33,8 @@ from fi_sim.world.grading import grade
 from fi_sim.world.tasks import Problems, TaskWorld
 from fi_sim.world.tokens import Vocab
 
+Params = Any  # a policy's parameter pytree (flax)
+
 # Stage tags folded into a run's key (DESIGN: fold_in(study_key, run_id), then by stage and step).
 STAGE_PRETRAIN = 1
 STAGE_POSTTRAIN = 2
@@ -40,7 +44,8 @@ STAGE_POOL = 4
 ADAM, SGD = optimizer_factor.FAMILIES.index("adam"), optimizer_factor.FAMILIES.index("sgd")
 
 
-def _update(params, grads, opt_state, learning_rate, max_grad_norm, family=ADAM):
+def _update(params: Params, grads: Params, opt_state: optax.OptState, learning_rate: ArrayLike,
+            max_grad_norm: ArrayLike, family: ArrayLike = ADAM) -> tuple[Params, optax.OptState, jax.Array]:
     """Clip by global norm (per-run bound); Adam scaling or plain SGD (a per-run index); step of size
     `learning_rate` (all traced). Adam's moments are kept in both cases so the state has one shape."""
     norm = optax.tree.norm(grads)
@@ -50,7 +55,7 @@ def _update(params, grads, opt_state, learning_rate, max_grad_norm, family=ADAM)
     return params, opt_state, norm
 
 
-def _pick(flag, a, b):
+def _pick(flag: jax.Array, a: Any, b: Any) -> Any:
     """Per-example choice between two batches of the same shape."""
     return jax.tree.map(lambda x, y: jnp.where(flag.reshape(flag.shape + (1,) * (x.ndim - flag.ndim)), x, y), a, b)
 
@@ -68,7 +73,8 @@ class PretrainStatic:
     batch_size: int
 
 
-def pretraining_batch(world: TaskWorld, vocab: Vocab, base: BaseParams, key, batch_size: int):
+def pretraining_batch(world: TaskWorld, vocab: Vocab, base: BaseParams, key: jax.Array,
+                      batch_size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Traces from the base's mixture: prompts [B, P], context [B, R] (model inputs) and targets [B, R]
     (the actions to predict; they differ from the context only at tool calls)."""
     keys = jax.random.split(key, 8)
@@ -104,7 +110,7 @@ def pretraining_batch(world: TaskWorld, vocab: Vocab, base: BaseParams, key, bat
     return vocab.encode_prompt(problems, mode), context, targets
 
 
-def make_pretrain(static: PretrainStatic):
+def make_pretrain(static: PretrainStatic) -> Callable[[BaseParams, jax.Array], tuple[Params, jax.Array]]:
     world, config = static.world, static.policy
     vocab = Vocab(world)
 
@@ -113,7 +119,7 @@ def make_pretrain(static: PretrainStatic):
         mask = targets != vocab.pad
         return -jnp.sum(logp * mask) / jnp.maximum(jnp.sum(mask), 1)
 
-    def pretrain(base: BaseParams, key):
+    def pretrain(base: BaseParams, key: jax.Array) -> tuple[Params, jax.Array]:
         """Returns the pretrained params and the loss per step."""
         init_key, key = jax.random.split(jax.random.fold_in(key, STAGE_PRETRAIN))
         params = policy.init_params(config, init_key)
@@ -140,7 +146,7 @@ class RunParams(NamedTuple):
     data: DataParams
     optimizer: OptimizerParams
     scaffold: ScaffoldParams
-    exposed_share: float = 0.0  # the prefix of the evaluation set this run's base or data may have seen
+    exposed_share: PerRun = 0.0  # the prefix of the evaluation set this run's base or data may have seen
 
 
 @dataclass(frozen=True)
@@ -180,12 +186,14 @@ class StepLog(NamedTuple):
     loss: jax.Array
 
 
-def token_weights(opt: OptimizerParams, token_rewards, taken, group_size: int, normalize, mechanisms=None):
+def token_weights(opt: OptimizerParams, token_rewards: jax.Array, taken: jax.Array, group_size: int,
+                  normalize: ArrayLike, mechanisms: tuple[str, ...] | None = None) -> jax.Array:
     """Per-token weights A_t [A, N, R] of the run's objective (see `fi_sim.factors.optimizer`)."""
     return optimizer_factor.token_weights(opt, token_rewards, taken, group_size, normalize, mechanisms)
 
 
-def clipped_objective(logp, logp_old, weights, mask, clip_epsilon):
+def clipped_objective(logp: jax.Array, logp_old: jax.Array, weights: jax.Array, mask: jax.Array,
+                      clip_epsilon: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """Per-sequence sum over trained tokens of min(r A, clip(r, 1-eps, 1+eps) A), r = exp(logp - logp_old);
     `logp_old` NaN means "the current policy" (r = 1 with the gradient of logp). Returns (objective [N],
     clip fraction)."""
@@ -198,8 +206,9 @@ def clipped_objective(logp, logp_old, weights, mask, clip_epsilon):
     return jnp.sum(per_token * m, -1), clip_fraction
 
 
-def surrogate_loss(config, params, base_params, prompts, context, actions, mask, weights, logp_old, opt,
-                   clip_epsilon):
+def surrogate_loss(config: PolicyConfig, params: Params, base_params: Params, prompts: jax.Array,
+                   context: jax.Array, actions: jax.Array, mask: jax.Array, weights: jax.Array,
+                   logp_old: jax.Array, opt: OptimizerParams, clip_epsilon: ArrayLike) -> tuple[jax.Array, tuple]:
     """The clipped, weighted log-likelihood objective with exact KL and entropy terms. Returns (loss, aux)."""
     logits = policy.token_logits(config, params, prompts, context) / opt.temperature
     logp_all = jax.nn.log_softmax(logits, -1)
@@ -218,14 +227,14 @@ def surrogate_loss(config, params, base_params, prompts, context, actions, mask,
     return loss, (kl, entropy, clip_fraction)
 
 
-def make_posttrain(static: PosttrainStatic):
+def make_posttrain(static: PosttrainStatic) -> Callable[[Params, RunParams, jax.Array], tuple[Params, StepLog]]:
     world, config = static.world, static.policy
     vocab = Vocab(world)
     B, G, A = static.prompts_per_step, static.samples_per_prompt, static.attempts
     items = world.eval_items()
     verifiers, objectives = static.uses("verifier"), static.uses("optimizer")
 
-    def draw_prompts(data: DataParams, key, num):
+    def draw_prompts(data: DataParams, key: jax.Array, num: int) -> Problems:
         """Prompts from the data distribution (training partition), a share swapped for evaluation items."""
         k_dist, k_over, k_item = jax.random.split(key, 3)
         problems = world.sample(k_dist, data.skill_weights, data.depth_weights, num)
@@ -233,7 +242,7 @@ def make_posttrain(static: PosttrainStatic):
         exposed = jnp.maximum(jnp.ceil(data.eval_exposed_share * world.eval_size), 1).astype(jnp.int32)
         return _pick(overlap, _take(items, jax.random.randint(k_item, (num,), 0, exposed)), problems)
 
-    def posttrain(base_params, run: RunParams, key):
+    def posttrain(base_params: Params, run: RunParams, key: jax.Array) -> tuple[Params, StepLog]:
         """Post-train from `base_params`. Returns the trained params and a per-step log."""
         key = jax.random.fold_in(key, STAGE_POSTTRAIN)
         opt = run.optimizer

@@ -8,6 +8,7 @@ the held-out items and reports every metric; the engine (`execute.py`) compiles 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ from fi_sim.evaluate import EvalStatic, make_evaluate
 from fi_sim.factors import FACTORS, MODULES
 from fi_sim.interface import TRAINING_FACTORS
 from fi_sim.train import PosttrainStatic, RunParams, make_posttrain
+from fi_sim.world.tasks import Problems
 from fi_sim.world.tokens import Vocab
 
 MAX_CURVE_POINTS = 50
@@ -105,7 +107,7 @@ def run_statics(study, cell, policy_config, budgets, num_samples) -> tuple[Postt
             replace(evaluate, verifiers=dict(mechanisms)["verifier"]))
 
 
-def make_run(static, items):
+def make_run(static: Any, items: Problems) -> Callable[..., dict[str, jax.Array]]:
     """The whole life of one post-training run, as a pure function of (base params, run params, key, eval key).
 
     The evaluation key is shared by every run of the same base and seed, and by that base's own evaluation
@@ -118,7 +120,7 @@ def make_run(static, items):
     window = curve_stride(steps)
     tail = metrics.tail_steps(steps)
 
-    def run(base_params, run: RunParams, key_data, eval_key_data):
+    def run(base_params: Any, run: RunParams, key_data: jax.Array, eval_key_data: jax.Array) -> dict[str, jax.Array]:
         key, eval_key = jax.random.wrap_key_data(key_data), jax.random.wrap_key_data(eval_key_data)
         trained, log = posttrain(base_params, run, key)
         after = evaluate(trained, run.scaffold, run.verifier, items, eval_key, run.exposed_share)
@@ -154,6 +156,6 @@ def make_run(static, items):
     return run
 
 
-def eval_items(world_settings):
+def eval_items(world_settings: Any) -> Problems:
     """The study's held-out evaluation items (a property of its world)."""
     return world_settings.task_world().eval_items()

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fi_sim.factors.distribution import depth_weights, distribution_params, skill_weights
-from fi_sim.factors.registry import Factor, Mechanism, Param, Preset
+from fi_sim.factors.registry import PerRun, Factor, Mechanism, Param, Preset
 
 FACTOR = Factor("base", "the policy before post-training: what its pretraining mixture taught it")
 
@@ -68,17 +68,17 @@ FACTOR.add_preset(Preset("brief", "pretrained", "narrow, pretrained for 200 step
 
 
 class BaseParams(NamedTuple):
-    skill_weights: np.ndarray  # [num_skills]
-    depth_weights: np.ndarray  # [max_depth]
-    scratchpad_share: np.ndarray
-    tool_share: np.ndarray
-    judge_share: np.ndarray
-    judge_step_error: np.ndarray
-    shortcut_share: np.ndarray
-    ramble_share: np.ndarray
-    leak_share: np.ndarray
-    leak_rate: np.ndarray
-    learning_rate: np.ndarray
+    skill_weights: PerRun  # [num_skills]
+    depth_weights: PerRun  # [max_depth]
+    scratchpad_share: PerRun
+    tool_share: PerRun
+    judge_share: PerRun
+    judge_step_error: PerRun
+    shortcut_share: PerRun
+    ramble_share: PerRun
+    leak_share: PerRun
+    leak_rate: PerRun
+    learning_rate: PerRun
 
 
 def run_params(level, world) -> BaseParams:

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fi_sim.factors.distribution import depth_weights, distribution_params, skill_weights
-from fi_sim.factors.registry import Factor, Mechanism, Param, Preset
+from fi_sim.factors.registry import PerRun, Factor, Mechanism, Param, Preset
 
 FACTOR = Factor("data", "the post-training prompt distribution and its lineage")
 
@@ -75,13 +75,13 @@ FACTOR.add_preset(Preset("teacher_noisy", "prompts", "edge prompts with a teache
 
 
 class DataParams(NamedTuple):
-    skill_weights: np.ndarray
-    depth_weights: np.ndarray
-    eval_overlap: np.ndarray
-    eval_exposed_share: np.ndarray
-    teacher_step_error: np.ndarray
-    teacher_scratchpad_share: np.ndarray
-    rescore: np.ndarray  # frozen data: the run's verifier rescores the frozen responses
+    skill_weights: PerRun
+    depth_weights: PerRun
+    eval_overlap: PerRun
+    eval_exposed_share: PerRun
+    teacher_step_error: PerRun
+    teacher_scratchpad_share: PerRun
+    rescore: PerRun  # frozen data: the run's verifier rescores the frozen responses
 
 
 def run_params(level, world) -> DataParams:

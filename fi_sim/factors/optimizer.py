@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fi_sim.factors.verifier import ACCEPTANCE_THRESHOLD
-from fi_sim.factors.registry import Factor, Mechanism, Param, Preset, lower_value, position
+from fi_sim.factors.registry import PerRun, Factor, Mechanism, Param, Preset, lower_value, position
 
 NO_CLIP = 1e9
 FAMILIES = ("adam", "sgd")
@@ -95,14 +95,14 @@ class OptimizerParams(NamedTuple):
     """A run's optimizer: the shared parameters as arrays, the objective's registry index and every registered
     objective's own parameters (the others at their defaults)."""
 
-    kind: np.ndarray  # index into FACTOR.mechanisms
-    learning_rate: np.ndarray
-    family: np.ndarray  # index into FAMILIES
-    kl_coef: np.ndarray
-    entropy_coef: np.ndarray
-    normalize_advantage: np.ndarray
-    temperature: np.ndarray
-    max_grad_norm: np.ndarray
+    kind: PerRun  # index into FACTOR.mechanisms
+    learning_rate: PerRun
+    family: PerRun  # index into FAMILIES
+    kl_coef: PerRun
+    entropy_coef: PerRun
+    normalize_advantage: PerRun
+    temperature: PerRun
+    max_grad_norm: PerRun
     params: dict  # objective name -> its own per-run pytree
 
 
@@ -130,7 +130,7 @@ def token_weights(opt: OptimizerParams, token_rewards, taken, group_size: int, n
     """Per-token weights A_t [A, N, R] of the run's objective (picked by `opt.kind`) among `mechanisms`."""
     inputs = WeightInputs(token_rewards, taken, group_size, normalize)
     objectives = used(mechanisms)
-    table = [m.weights(opt.params[m.name], inputs) for m in objectives]
+    table = [m.weights(opt.params[m.name], inputs) for m in objectives if m.weights is not None]
     return jnp.stack(table)[position(FACTOR, opt.kind, tuple(m.name for m in objectives))]
 
 

@@ -100,10 +100,14 @@ class Param:
         return value, None
 
 
+# A per-run value: a numpy scalar or array while a run's parameters are built and stacked, a traced jax.Array
+# inside the compiled program (the per-run pytrees' fields are typed with it).
+PerRun = Any
+
 LOWERED_KINDS = ("float", "int", "bool", "choice")  # kinds a per-run array can carry (lists and text cannot)
 
 
-def lower_value(param: Param, value: Any) -> np.ndarray:
+def lower_value(param: Param, value: Any) -> np.generic:
     """One validated parameter value as a per-run array (float32, int32, bool, or a choice's index)."""
     if param.kind == "float":
         return np.float32(value)
@@ -298,6 +302,7 @@ class Factor:
         level, problems = self.resolve(spec, field_name or f"factors.{self.name}", world)
         if problems:
             raise ValidationError(problems)
+        assert level is not None
         return level
 
     def _preset_list(self) -> str:

@@ -23,17 +23,17 @@ from typing import Any, Callable, ClassVar, Mapping, NamedTuple
 
 import numpy as np
 
-from fi_sim.factors.registry import Factor, Mechanism, Param, Preset
+from fi_sim.factors.registry import PerRun, Factor, Mechanism, Param, Preset
 
 
 class Protocol(NamedTuple):
     """A run's scaffold as per-run arrays: everything rollout and stopping read."""
 
-    mode_token: np.ndarray  # int32: the prompt's last token (one of the vocabulary's mode specials)
-    response_limit: np.ndarray  # int32: tokens the protocol lets the policy generate per attempt
-    tools_allowed: np.ndarray  # bool
-    tool_cost: np.ndarray  # float32: budget tokens per tool call
-    self_judged: np.ndarray  # bool: retries follow the policy's own judgement (else the verifier's)
+    mode_token: PerRun  # int32: the prompt's last token (one of the vocabulary's mode specials)
+    response_limit: PerRun  # int32: tokens the protocol lets the policy generate per attempt
+    tools_allowed: PerRun  # bool
+    tool_cost: PerRun  # float32: budget tokens per tool call
+    self_judged: PerRun  # bool: retries follow the policy's own judgement (else the verifier's)
 
 
 ScaffoldParams = Protocol  # the name the rest of the package used before scaffolds were values
@@ -60,6 +60,8 @@ class Scaffold(Mechanism):
     factor: ClassVar[str] = "scaffold"
 
     def lower(self, values, context=None) -> Protocol:
+        if self.protocol is None:
+            raise TypeError(f"the scaffold {self.name!r} has no protocol")
         return self.protocol(values, context)
 
 

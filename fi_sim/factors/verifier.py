@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fi_sim.factors.registry import Factor, Mechanism, Param, Preset, dispatch
+from fi_sim.factors.registry import PerRun, Factor, Mechanism, Param, Preset, dispatch
 from fi_sim.world.grading import Graded
 
 ACCEPTANCE_THRESHOLD = 0.5  # a trace whose total reward reaches this counts as accepted by the verifier
@@ -56,7 +56,7 @@ class VerifierParams(NamedTuple):
     """A run's verifier: its registry index and every registered verifier's own parameters (the others at their
     defaults: under `vmap` every run carries the same structure)."""
 
-    kind: np.ndarray  # int32: index into FACTOR.mechanisms
+    kind: PerRun  # int32: index into FACTOR.mechanisms
     params: dict  # mechanism name -> its own per-run pytree
 
 

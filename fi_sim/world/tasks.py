@@ -32,6 +32,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from fi_sim.errors import Problem, ValidationError
 
@@ -237,8 +238,8 @@ class TaskWorld:
     def sample(
         self,
         key: jax.Array,
-        skill_weights: jax.Array,
-        depth_weights: jax.Array,
+        skill_weights: ArrayLike,
+        depth_weights: ArrayLike,
         num: int,
         heldout: bool = False,
     ) -> Problems:
