@@ -263,3 +263,51 @@ def test_every_registered_mechanism_has_a_preset_and_a_hook():
         for name, mech in FACTORS[factor].mechanisms.items():
             assert callable(getattr(mech, hook)), (factor, name)
             assert any(p.mechanism == name for p in FACTORS[factor].presets.values()), (factor, name)
+
+
+# ------------------------------------------------------------------------------------------------ groups
+GROUPS_STUDY = """
+[study]
+name = "groups"
+seeds = 1
+[world]
+eval_size = 8
+eval_min_samples = 2
+[factors]
+verifier = ["exact", "noisy"]
+base = [{ preset = "narrow", steps = 2, width = 8, num_heads = 1, batch_size = 4 }]
+data = ["teacher_exact"]
+optimizer = [{ preset = "distill", steps = 2, prompts_per_step = 2, samples_per_prompt = 2 },
+             { preset = "reinforce", steps = 3, prompts_per_step = 2, samples_per_prompt = 2 }]
+scaffold = ["direct"]
+budget = ["pass@1"]
+"""
+
+
+def test_a_group_compiles_only_the_mechanisms_its_runs_use():
+    from dataclasses import replace
+
+    from fi_sim.engine.plan import make_plan
+    from fi_sim.engine.runfn import run_params_for
+    from fi_sim.study import loads_study
+    from fi_sim.train import make_posttrain
+    from fi_sim.world import policy
+
+    study = loads_study(GROUPS_STUDY)
+    plan = make_plan(study)
+    groups = {g.static.posttrain.steps: g for g in plan.groups}
+    assert set(groups) == {2, 3}  # steps are a shape: two groups
+    assert dict(groups[2].static.posttrain.mechanisms) == {"verifier": ("exact", "noisy"), "optimizer": ("distill",)}
+    assert dict(groups[3].static.posttrain.mechanisms) == {"verifier": ("exact", "noisy"), "optimizer": ("reinforce",)}
+    assert groups[3].static.evaluate.verifiers == ("exact", "noisy")
+
+    # the program of the group without distillation builds no teacher traces: it is smaller than the program
+    # that contains every registered mechanism
+    static = groups[3].static.posttrain
+    run = run_params_for(study, groups[3].runs[0].cell)
+    params = policy.init_params(static.policy, jax.random.key(0))
+
+    def size(s):
+        return len(str(jax.make_jaxpr(make_posttrain(s))(params, run, jax.random.key(1))))
+
+    assert size(static) < size(replace(static, mechanisms=()))

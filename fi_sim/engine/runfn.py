@@ -58,17 +58,24 @@ SWITCHED = ("verifier", "optimizer")
 COMPILE_ONLY_USED = True
 
 
+# static parameters the post-training program reads by name (fields of PosttrainStatic); every other static
+# parameter of a training level lands in PosttrainStatic.options, so it is part of the group's key without a
+# field of its own (a new static parameter can never be silently shared by runs that differ in it)
+CONSUMED = {("optimizer", "steps"), ("optimizer", "prompts_per_step"), ("optimizer", "samples_per_prompt"),
+            ("optimizer", "inner_epochs"), ("data", "pool_size"), ("data", "dataset"), ("scaffold", "max_attempts")}
+
+
 def _shape_statics(study, cell, policy_config, budgets, num_samples) -> tuple[PosttrainStatic, EvalStatic]:
     """The static (shape) configuration of a training cell, from the parameters declared static."""
     world = study.world.task_world()
     levels = {f: study.factors[f][i] for f, i in zip(TRAINING_FACTORS, cell)}
-    opt, data = levels["optimizer"].static(), levels["data"].static()
+    static = {(f, name): value for f in TRAINING_FACTORS if f != "base" for name, value in levels[f].static().items()}
+    opt = {name: value for (f, name), value in static.items() if f == "optimizer"}
     attempts = MODULES["scaffold"].attempts(levels["scaffold"])
-    options = tuple((f, name, value) for f in SWITCHED
-                    for name, value in FACTORS[f].mechanisms[levels[f].mechanism].static_values(levels[f].params))
+    options = tuple((f, name, value) for (f, name), value in sorted(static.items()) if (f, name) not in CONSUMED)
     return (
         PosttrainStatic(world, policy_config, opt["steps"], opt["prompts_per_step"], opt["samples_per_prompt"],
-                        opt["inner_epochs"], data.get("pool_size", 0), attempts,
+                        opt["inner_epochs"], static.get(("data", "pool_size"), 0), attempts,
                         MODULES["data"].frozen_dataset(levels["data"], world), options=options),
         EvalStatic(world, policy_config, budgets, num_samples, attempts),
     )
