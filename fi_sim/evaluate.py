@@ -82,8 +82,14 @@ def make_evaluate(static: EvalStatic) -> Callable[..., EvalResult]:
     n = static.num_samples
     temps = static.temperatures
 
-    def evaluate(params: Any, scaffold: Protocol, verifier: VerifierParams, items: Problems, key: jax.Array,
-                 exposed_share: Any = 0.0) -> EvalResult:
+    def evaluate(
+        params: Any,
+        scaffold: Protocol,
+        verifier: VerifierParams,
+        items: Problems,
+        key: jax.Array,
+        exposed_share: Any = 0.0,
+    ) -> EvalResult:
         E = items.x0.shape[0]
         solution = world.solve(items)
         rep = lambda x: jnp.repeat(x, n, axis=0)  # noqa: E731  item-major
@@ -91,8 +97,20 @@ def make_evaluate(static: EvalStatic) -> Callable[..., EvalResult]:
         per_temp = {}
         tokens = jnp.zeros((), jnp.float32)
         for ti, temperature in enumerate(temps):
-            ep = rollout(world, config, params, prompts, jax.tree.map(rep, solution), rep(items.depth), scaffold,
-                         verifier, jax.random.fold_in(key, ti), temperature, static.attempts, static.verifiers)
+            ep = rollout(
+                world,
+                config,
+                params,
+                prompts,
+                jax.tree.map(rep, solution),
+                rep(items.depth),
+                scaffold,
+                verifier,
+                jax.random.fold_in(key, ti),
+                temperature,
+                static.attempts,
+                static.verifiers,
+            )
             tokens = tokens + jnp.sum(ep.tokens)
             per_temp[temperature] = tuple(x.reshape(E, n) for x in (ep.correct, ep.answer, ep.proxy, ep.tokens))
 

@@ -43,19 +43,42 @@ class Episodes(NamedTuple):
     tokens: jax.Array  # float [N]: tokens spent, tool costs included
 
 
-def rollout(world: TaskWorld, config: PolicyConfig, params, prompts: jax.Array, solution: Solution,
-            depth: jax.Array, scaffold: Protocol, verifier: VerifierParams, key: jax.Array, temperature,
-            num_attempts: int, verifiers: tuple[str, ...] | None = None) -> Episodes:
+def rollout(
+    world: TaskWorld,
+    config: PolicyConfig,
+    params,
+    prompts: jax.Array,
+    solution: Solution,
+    depth: jax.Array,
+    scaffold: Protocol,
+    verifier: VerifierParams,
+    key: jax.Array,
+    temperature,
+    num_attempts: int,
+    verifiers: tuple[str, ...] | None = None,
+) -> Episodes:
     """`num_attempts` attempts per prompt under the run's scaffold protocol, graded and scored by the run's
     verifier (among `verifiers`, the ones the compiled program contains; None: every registered verifier)."""
     vocab = Vocab(world)
     attempts = []
     for a in range(num_attempts):
         k_sample, k_reward = jax.random.split(jax.random.fold_in(key, a))
-        s = policy.sample(config, params, prompts, k_sample, temperature, vocab.response_length,
-                          scaffold.response_limit, vocab.eos, vocab.pad, stop_token=vocab.special("RETRY"),
-                          tool_token=vocab.special("TOOL"), num_values=world.modulus, tool_steps=solution.steps,
-                          tools_allowed=scaffold.tools_allowed)
+        s = policy.sample(
+            config,
+            params,
+            prompts,
+            k_sample,
+            temperature,
+            vocab.response_length,
+            scaffold.response_limit,
+            vocab.eos,
+            vocab.pad,
+            stop_token=vocab.special("RETRY"),
+            tool_token=vocab.special("TOOL"),
+            num_values=world.modulus,
+            tool_steps=solution.steps,
+            tools_allowed=scaffold.tools_allowed,
+        )
         g = grade(vocab, s.response, scaffold.response_limit, solution, depth, actions=s.actions)
         r = verifier_factor.token_rewards(verifier, g, k_reward, world, verifiers)
         attempts.append((s, g, r))
@@ -73,9 +96,19 @@ def rollout(world: TaskWorld, config: PolicyConfig, params, prompts: jax.Array, 
     correct = pick(graded.correct)
     answer = jnp.where(pick(graded.well_formed), pick(graded.answer), -1)
     return Episodes(
-        context=samples.response, actions=samples.actions, mask=samples.mask & taken[..., None],
-        logprob=samples.logprob, graded=graded, token_rewards=token_rewards, reward=reward, taken=taken,
-        final=final, correct=correct, answer=answer, proxy=pick(reward), tokens=tokens,
+        context=samples.response,
+        actions=samples.actions,
+        mask=samples.mask & taken[..., None],
+        logprob=samples.logprob,
+        graded=graded,
+        token_rewards=token_rewards,
+        reward=reward,
+        taken=taken,
+        final=final,
+        correct=correct,
+        answer=answer,
+        proxy=pick(reward),
+        tokens=tokens,
     )
 
 

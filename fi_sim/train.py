@@ -44,8 +44,14 @@ STAGE_POOL = 4
 ADAM, SGD = optimizer_factor.FAMILIES.index("adam"), optimizer_factor.FAMILIES.index("sgd")
 
 
-def _update(params: Params, grads: Params, opt_state: optax.OptState, learning_rate: ArrayLike,
-            max_grad_norm: ArrayLike, family: ArrayLike = ADAM) -> tuple[Params, optax.OptState, jax.Array]:
+def _update(
+    params: Params,
+    grads: Params,
+    opt_state: optax.OptState,
+    learning_rate: ArrayLike,
+    max_grad_norm: ArrayLike,
+    family: ArrayLike = ADAM,
+) -> tuple[Params, optax.OptState, jax.Array]:
     """Clip by global norm (per-run bound); Adam scaling or plain SGD (a per-run index); step of size
     `learning_rate` (all traced). Adam's moments are kept in both cases so the state has one shape."""
     norm = optax.tree.norm(grads)
@@ -73,8 +79,9 @@ class PretrainStatic:
     batch_size: int
 
 
-def pretraining_batch(world: TaskWorld, vocab: Vocab, base: BaseParams, key: jax.Array,
-                      batch_size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+def pretraining_batch(
+    world: TaskWorld, vocab: Vocab, base: BaseParams, key: jax.Array, batch_size: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Traces from the base's mixture: prompts [B, P], context [B, R] (model inputs) and targets [B, R]
     (the actions to predict; they differ from the context only at tool calls)."""
     keys = jax.random.split(key, 8)
@@ -105,8 +112,13 @@ def pretraining_batch(world: TaskWorld, vocab: Vocab, base: BaseParams, key: jax
     rambled = jnp.where(jnp.arange(vocab.response_length) < depth[:, None], context, noise)
     context = jnp.where(ramble[:, None], rambled, context)
     targets = jnp.where(ramble[:, None], rambled, targets)
-    mode = jnp.where(tools, vocab.special("TOOLS"), jnp.where(judged, vocab.special("JUDGED"),
-                     jnp.where(scratch, vocab.special("SCRATCH"), vocab.special("DIRECT"))))
+    mode = jnp.where(
+        tools,
+        vocab.special("TOOLS"),
+        jnp.where(
+            judged, vocab.special("JUDGED"), jnp.where(scratch, vocab.special("SCRATCH"), vocab.special("DIRECT"))
+        ),
+    )
     return vocab.encode_prompt(problems, mode), context, targets
 
 
@@ -186,14 +198,21 @@ class StepLog(NamedTuple):
     loss: jax.Array
 
 
-def token_weights(opt: OptimizerParams, token_rewards: jax.Array, taken: jax.Array, group_size: int,
-                  normalize: ArrayLike, mechanisms: tuple[str, ...] | None = None) -> jax.Array:
+def token_weights(
+    opt: OptimizerParams,
+    token_rewards: jax.Array,
+    taken: jax.Array,
+    group_size: int,
+    normalize: ArrayLike,
+    mechanisms: tuple[str, ...] | None = None,
+) -> jax.Array:
     """Per-token weights A_t [A, N, R] of the run's objective (see `fi_sim.factors.optimizer`)."""
     return optimizer_factor.token_weights(opt, token_rewards, taken, group_size, normalize, mechanisms)
 
 
-def clipped_objective(logp: jax.Array, logp_old: jax.Array, weights: jax.Array, mask: jax.Array,
-                      clip_epsilon: ArrayLike) -> tuple[jax.Array, jax.Array]:
+def clipped_objective(
+    logp: jax.Array, logp_old: jax.Array, weights: jax.Array, mask: jax.Array, clip_epsilon: ArrayLike
+) -> tuple[jax.Array, jax.Array]:
     """Per-sequence sum over trained tokens of min(r A, clip(r, 1-eps, 1+eps) A), r = exp(logp - logp_old);
     `logp_old` NaN means "the current policy" (r = 1 with the gradient of logp). Returns (objective [N],
     clip fraction)."""
@@ -206,9 +225,19 @@ def clipped_objective(logp: jax.Array, logp_old: jax.Array, weights: jax.Array, 
     return jnp.sum(per_token * m, -1), clip_fraction
 
 
-def surrogate_loss(config: PolicyConfig, params: Params, base_params: Params, prompts: jax.Array,
-                   context: jax.Array, actions: jax.Array, mask: jax.Array, weights: jax.Array,
-                   logp_old: jax.Array, opt: OptimizerParams, clip_epsilon: ArrayLike) -> tuple[jax.Array, tuple]:
+def surrogate_loss(
+    config: PolicyConfig,
+    params: Params,
+    base_params: Params,
+    prompts: jax.Array,
+    context: jax.Array,
+    actions: jax.Array,
+    mask: jax.Array,
+    weights: jax.Array,
+    logp_old: jax.Array,
+    opt: OptimizerParams,
+    clip_epsilon: ArrayLike,
+) -> tuple[jax.Array, tuple]:
     """The clipped, weighted log-likelihood objective with exact KL and entropy terms. Returns (loss, aux)."""
     logits = policy.token_logits(config, params, prompts, context) / opt.temperature
     logp_all = jax.nn.log_softmax(logits, -1)
@@ -247,7 +276,9 @@ def make_posttrain(static: PosttrainStatic) -> Callable[[Params, RunParams, jax.
         key = jax.random.fold_in(key, STAGE_POSTTRAIN)
         opt = run.optimizer
         opt_state = optax.scale_by_adam().init(base_params)
-        pool = draw_prompts(run.data, jax.random.fold_in(key, STAGE_POOL), static.pool_size) if static.pool_size else None
+        pool = (
+            draw_prompts(run.data, jax.random.fold_in(key, STAGE_POOL), static.pool_size) if static.pool_size else None
+        )
         clip_epsilon = optimizer_factor.clip_epsilon(opt, objectives)
 
         def live_batch(params, t):
@@ -260,8 +291,20 @@ def make_posttrain(static: PosttrainStatic) -> Callable[[Params, RunParams, jax.
             problems = jax.tree.map(lambda x: jnp.repeat(x, G, axis=0), problems)
             solution = world.solve(problems)
             prompts = vocab.encode_prompt(problems, run.scaffold.mode_token)
-            ep = rollout(world, config, params, prompts, solution, problems.depth, run.scaffold, run.verifier,
-                         k_roll, opt.temperature, A, verifiers)
+            ep = rollout(
+                world,
+                config,
+                params,
+                prompts,
+                solution,
+                problems.depth,
+                run.scaffold,
+                run.verifier,
+                k_roll,
+                opt.temperature,
+                A,
+                verifiers,
+            )
             weights = token_weights(opt, ep.token_rewards, ep.taken, G, opt.normalize_advantage, objectives)
             # an objective with its own training sequences (distillation: the teacher's traces, in its own
             # styles) trains on them instead of the policy's samples; their log-probs are recomputed
@@ -273,7 +316,9 @@ def make_posttrain(static: PosttrainStatic) -> Callable[[Params, RunParams, jax.
                     continue
                 own = opt.kind == optimizer_factor.FACTOR.index(objective.name)
                 t_mode, t_context, t_actions = objective.batch(
-                    opt.params[objective.name], optimizer_factor.BatchInputs(world, vocab, run.data, problems, k_teacher))
+                    opt.params[objective.name],
+                    optimizer_factor.BatchInputs(world, vocab, run.data, problems, k_teacher),
+                )
                 t_prompts = vocab.encode_prompt(problems, t_mode)
                 t_mask = (t_actions != vocab.pad)[None] & (jnp.arange(A) == 0)[:, None, None]
                 prompts_all = jnp.where(own, jnp.tile(t_prompts, (A, 1)), prompts_all)
@@ -292,20 +337,28 @@ def make_posttrain(static: PosttrainStatic) -> Callable[[Params, RunParams, jax.
             k_data, k_reward = jax.random.split(jax.random.fold_in(key, t))
             idx = jax.random.randint(k_data, (B,), 0, static.frozen.num_prompts)
             Gf = static.frozen.group_size
-            problems = Problems(jnp.asarray(data["x0"])[idx], jnp.asarray(data["skills"])[idx],
-                                jnp.asarray(data["depth"])[idx])
+            problems = Problems(
+                jnp.asarray(data["x0"])[idx], jnp.asarray(data["skills"])[idx], jnp.asarray(data["depth"])[idx]
+            )
             rep = lambda x: jnp.repeat(x, Gf, axis=0)  # noqa: E731
             flat = lambda x: jnp.asarray(x)[idx].reshape((B * Gf,) + x.shape[2:])  # noqa: E731
-            prompts, context, actions = rep(jnp.asarray(data["prompts"])[idx]), flat(data["context"]), flat(data["actions"])
+            prompts, context, actions = (
+                rep(jnp.asarray(data["prompts"])[idx]),
+                flat(data["context"]),
+                flat(data["actions"]),
+            )
             limit = jnp.full((B * Gf,), vocab.response_length)
             solution = world.solve(jax.tree.map(rep, problems))
             graded = grade(vocab, context, limit, solution, rep(problems.depth), actions=actions)
             rescored = verifier_factor.token_rewards(run.verifier, graded, k_reward, world, verifiers)
             frozen_r = flat(data["reward"])
-            last = jnp.arange(vocab.response_length) == jnp.clip(graded.length - 1, 0, vocab.response_length - 1)[:, None]
+            last = (
+                jnp.arange(vocab.response_length) == jnp.clip(graded.length - 1, 0, vocab.response_length - 1)[:, None]
+            )
             token_r = jnp.where(run.data.rescore > 0.5, rescored, last * frozen_r[:, None])
-            weights = token_weights(opt, token_r[None], jnp.ones((1, B * Gf), bool), Gf, opt.normalize_advantage,
-                                    objectives)[0]
+            weights = token_weights(
+                opt, token_r[None], jnp.ones((1, B * Gf), bool), Gf, opt.normalize_advantage, objectives
+            )[0]
             mask = actions != vocab.pad
             logp_old = jnp.where(static.inner_epochs == 1, jnp.nan, flat(data["logprob"]))
             return (prompts, context, actions, mask, weights, logp_old), (graded, jnp.sum(token_r, -1))
@@ -317,33 +370,65 @@ def make_posttrain(static: PosttrainStatic) -> Callable[[Params, RunParams, jax.
                 taken = ep.taken.astype(jnp.float32)
                 final = jax.nn.one_hot(ep.final, A, axis=0)  # [A, N]: the episode's last attempt
                 counts = verifier_factor.channel_counts(ep.graded, ep.reward, taken)
-                stats = (jnp.mean(ep.proxy), jnp.mean(ep.correct.astype(jnp.float32)),
-                         jnp.mean(jnp.sum(final * ep.graded.well_formed, 0)), jnp.sum(ep.tokens),
-                         jnp.sum(taken * ep.graded.tool_calls))
+                stats = (
+                    jnp.mean(ep.proxy),
+                    jnp.mean(ep.correct.astype(jnp.float32)),
+                    jnp.mean(jnp.sum(final * ep.graded.well_formed, 0)),
+                    jnp.sum(ep.tokens),
+                    jnp.sum(taken * ep.graded.tool_calls),
+                )
             else:
                 (prompts_all, context, actions, mask, weights, logp_old), (graded, reward) = frozen_batch(params, t)
                 counts = verifier_factor.channel_counts(graded, reward)
-                stats = (jnp.mean(reward), jnp.mean(graded.correct.astype(jnp.float32)),
-                         jnp.mean(graded.well_formed.astype(jnp.float32)), jnp.zeros(()), jnp.zeros(()))
+                stats = (
+                    jnp.mean(reward),
+                    jnp.mean(graded.correct.astype(jnp.float32)),
+                    jnp.mean(graded.well_formed.astype(jnp.float32)),
+                    jnp.zeros(()),
+                    jnp.zeros(()),
+                )
 
             def epoch(carry, _):
                 params, opt_state = carry
-                (loss, (kl, entropy, clip_fraction)), grads = jax.value_and_grad(surrogate_loss, argnums=1,
-                                                                                 has_aux=True)(
-                    config, params, base_params, prompts_all, context, actions, mask, weights, logp_old, opt,
-                    clip_epsilon)
-                params, opt_state, gnorm = _update(params, grads, opt_state, opt.learning_rate, opt.max_grad_norm,
-                                                   opt.family)
+                (loss, (kl, entropy, clip_fraction)), grads = jax.value_and_grad(
+                    surrogate_loss, argnums=1, has_aux=True
+                )(
+                    config,
+                    params,
+                    base_params,
+                    prompts_all,
+                    context,
+                    actions,
+                    mask,
+                    weights,
+                    logp_old,
+                    opt,
+                    clip_epsilon,
+                )
+                params, opt_state, gnorm = _update(
+                    params, grads, opt_state, opt.learning_rate, opt.max_grad_norm, opt.family
+                )
                 return (params, opt_state), (loss, kl, entropy, clip_fraction, gnorm)
 
             (params, opt_state), (loss, kl, entropy, clip_fraction, gnorm) = jax.lax.scan(
-                epoch, (params, opt_state), None, length=static.inner_epochs)
+                epoch, (params, opt_state), None, length=static.inner_epochs
+            )
             proxy, accuracy, well_formed, tokens, tool_calls = stats
             log = StepLog(
-                proxy_reward=proxy, true_accuracy=accuracy, well_formed=well_formed,
-                kl=kl[-1], entropy=entropy[-1], clip_fraction=clip_fraction[-1], grad_norm=gnorm[-1],
-                wrong=counts.wrong, false_positive=counts.false_positive, right=counts.right,
-                false_negative=counts.false_negative, tokens=tokens, tool_calls=tool_calls, loss=loss[-1],
+                proxy_reward=proxy,
+                true_accuracy=accuracy,
+                well_formed=well_formed,
+                kl=kl[-1],
+                entropy=entropy[-1],
+                clip_fraction=clip_fraction[-1],
+                grad_norm=gnorm[-1],
+                wrong=counts.wrong,
+                false_positive=counts.false_positive,
+                right=counts.right,
+                false_negative=counts.false_negative,
+                tokens=tokens,
+                tool_calls=tool_calls,
+                loss=loss[-1],
             )
             return (params, opt_state), log
 

@@ -36,10 +36,16 @@ def temporary_verifier():
 
     from fi_sim.factors.verifier import outcome
 
-    mech = register(Verifier("test_terse", "exact, for traces of at most max_length tokens",
-                             (Param("max_length", "int", 2, "most tokens of a rewarded trace", 1, 64),),
-                             rewards=lambda p, g, key, world: outcome(
-                                 g, (g.correct & (g.length <= p["max_length"])).astype(jnp.float32))))
+    mech = register(
+        Verifier(
+            "test_terse",
+            "exact, for traces of at most max_length tokens",
+            (Param("max_length", "int", 2, "most tokens of a rewarded trace", 1, 64),),
+            rewards=lambda p, g, key, world: outcome(
+                g, (g.correct & (g.length <= p["max_length"])).astype(jnp.float32)
+            ),
+        )
+    )
     yield mech
     FACTORS["verifier"].mechanisms.pop("test_terse")
     FACTORS["verifier"].presets.pop("test_terse")
@@ -53,11 +59,21 @@ def test_a_registered_verifier_is_a_level_like_a_builtin(temporary_verifier):
     with pytest.raises(ValidationError) as err:
         verifier.level({"preset": "test_terse", "max_length": 0})
     assert err.value.fields == ["factors.verifier.max_length"]
-    specs = {"verifier": "test_terse", "base": "narrow", "data": "within", "optimizer": "reinforce",
-             "scaffold": "direct", "budget": "pass@1"}
+    specs = {
+        "verifier": "test_terse",
+        "base": "narrow",
+        "data": "within",
+        "optimizer": "reinforce",
+        "scaffold": "direct",
+        "budget": "pass@1",
+    }
     card = Interface.from_specs(WorldSettings(), specs).card().content["factors"]["verifier"]
-    assert card == {"level": "test_terse", "preset": "test_terse", "mechanism": "test_terse",
-                    "params": {"max_length": 2}}
+    assert card == {
+        "level": "test_terse",
+        "preset": "test_terse",
+        "mechanism": "test_terse",
+        "params": {"max_length": 2},
+    }
     assert any(r["preset"] == "test_terse" for r in verifier.catalogue())
     # lowered like every verifier: its index and its own parameters, beside every other verifier's
     from fi_sim.factors import verifier as verifier_factor
@@ -79,7 +95,7 @@ def test_registration_refuses_what_it_cannot_use(temporary_verifier):
     assert "no_behaviour" not in FACTORS["verifier"].mechanisms and "other" not in FACTORS["verifier"].mechanisms
 
 
-PLUGIN = '''
+PLUGIN = """
 import jax.numpy as jnp
 from fi_sim.factors import Preset, Verifier, register
 from fi_sim.factors.verifier import outcome
@@ -87,7 +103,7 @@ from fi_sim.factors.verifier import outcome
 register(Verifier("plugin_format", "rewards well-formed traces (from a plugin)",
                   rewards=lambda p, g, key, world: outcome(g, g.well_formed.astype(jnp.float32))),
          Preset("plugin_format", "plugin_format", "the plugin's verifier"))
-'''
+"""
 
 CHECK = '''
 import json
@@ -128,10 +144,16 @@ def test_fi_sim_plugins_names_modules_to_import(tmp_path):
 
 def test_a_broken_plugin_warns_and_the_builtins_still_work(tmp_path):
     (tmp_path / "broken_plugin.py").write_text("raise RuntimeError('broken on purpose')\n")
-    code = ("import warnings\nwarnings.simplefilter('always')\nfrom fi_sim.factors import FACTORS\n"
-            "print(len(FACTORS['verifier'].mechanisms))")
-    env = dict(os.environ, JAX_PLATFORMS="cpu", FI_SIM_PLUGINS="broken_plugin",
-               PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    code = (
+        "import warnings\nwarnings.simplefilter('always')\nfrom fi_sim.factors import FACTORS\n"
+        "print(len(FACTORS['verifier'].mechanisms))"
+    )
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        FI_SIM_PLUGINS="broken_plugin",
+        PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0 and "broken on purpose" in done.stderr and int(done.stdout) == 7
 
@@ -142,7 +164,7 @@ def test_the_examples_of_docs_extending_run_and_join_the_contract():
     text = (ROOT / "docs" / "extending.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(blocks) >= 2
-    code = "\n".join(blocks) + textwrap.dedent('''
+    code = "\n".join(blocks) + textwrap.dedent("""
         import sys, pytest
         from fi_sim.factors import FACTORS
         from fi_sim.world.tasks import FAMILIES
@@ -151,9 +173,8 @@ def test_the_examples_of_docs_extending_run_and_join_the_contract():
         assert "add" in FAMILIES
         sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "tests/test_mechanisms.py",
                               "-k", "terse or above_mean or mean_of_k or short_pad or add"]))
-    ''')
+    """)
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900,
-                          cwd=ROOT)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "5 passed" in done.stdout, done.stdout[-2000:]

@@ -29,8 +29,14 @@ WORLD = TaskWorld()
 VOCAB = Vocab(WORLD)
 R = VOCAB.response_length
 N = 64
-DEFAULTS = {"verifier": "exact", "base": "narrow", "data": "within", "optimizer": "reinforce",
-            "scaffold": "direct", "budget": "pass@1"}
+DEFAULTS = {
+    "verifier": "exact",
+    "base": "narrow",
+    "data": "within",
+    "optimizer": "reinforce",
+    "scaffold": "direct",
+    "budget": "pass@1",
+}
 
 
 def _mechanisms(factor):
@@ -50,9 +56,16 @@ def _graded(seed=0, n=N):
     well_formed = jax.random.uniform(ks[2], (n,)) < 0.9
     correct = well_formed & (jax.random.uniform(ks[3], (n,)) < 0.5)
     answer = jnp.where(well_formed, jax.random.randint(ks[4], (n,), 0, WORLD.modulus), -1)
-    return Graded(correct=correct, well_formed=well_formed, answer=answer.astype(jnp.int32),
-                  length=length.astype(jnp.int32), step_correct=step_correct, depth=depth.astype(jnp.int32),
-                  retry=jax.random.uniform(ks[5], (n,)) < 0.3, tool_calls=jnp.zeros(n, jnp.int32))
+    return Graded(
+        correct=correct,
+        well_formed=well_formed,
+        answer=answer.astype(jnp.int32),
+        length=length.astype(jnp.int32),
+        step_correct=step_correct,
+        depth=depth.astype(jnp.int32),
+        retry=jax.random.uniform(ks[5], (n,)) < 0.3,
+        tool_calls=jnp.zeros(n, jnp.int32),
+    )
 
 
 def _bad_value(param):
@@ -119,6 +132,7 @@ def test_verifier_contract(name):
     # finite gradients with respect to its per-run float parameters
     floats = {k: v for k, v in params.params[name].items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
     if floats:
+
         def total_reward(f):
             p = params._replace(params={**params.params, name: {**params.params[name], **f}})
             return jnp.sum(verifier.token_rewards(p, graded, jax.random.key(0), WORLD))
@@ -160,7 +174,8 @@ def test_objective_contract(name):
 
     assert bool(jnp.all(jnp.isfinite(jax.grad(objective)(logp))))
     batched = jax.vmap(lambda o: optimizer.token_weights(o, rewards, taken, G, o.normalize_advantage))(
-        jax.tree.map(lambda a: jnp.stack([a, a]), opt))
+        jax.tree.map(lambda a: jnp.stack([a, a]), opt)
+    )
     np.testing.assert_allclose(batched[0], batched[1])
     _card_and_validation("optimizer", name)
 
@@ -190,9 +205,11 @@ def test_budget_rule_contract(name):
         assert score.shape == (E,) and bool(jnp.all((score >= 0) & (score <= 1))), name
     assert cost is None or (cost.shape == (E,) and bool(jnp.all(cost >= 0)))
     estimate(~correct, answers, 1.0 - proxy, spent + 1)  # other values: no second trace
-    vm = jax.vmap(lambda c: rule.estimate(
-        EstimatorInputs(c, answers, proxy, spent, jnp.full(E, 3), WORLD.modulus, spec.options), spec.k)[0])(
-        jnp.stack([correct, correct]))
+    vm = jax.vmap(
+        lambda c: rule.estimate(
+            EstimatorInputs(c, answers, proxy, spent, jnp.full(E, 3), WORLD.modulus, spec.options), spec.k
+        )[0]
+    )(jnp.stack([correct, correct]))
     np.testing.assert_allclose(vm[0], true, atol=1e-6)
     _card_and_validation("budget", name)
 

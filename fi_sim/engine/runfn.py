@@ -61,8 +61,15 @@ COMPILE_ONLY_USED = True
 # static parameters the post-training program reads by name (fields of PosttrainStatic); every other static
 # parameter of a training level lands in PosttrainStatic.options, so it is part of the group's key without a
 # field of its own (a new static parameter can never be silently shared by runs that differ in it)
-CONSUMED = {("optimizer", "steps"), ("optimizer", "prompts_per_step"), ("optimizer", "samples_per_prompt"),
-            ("optimizer", "inner_epochs"), ("data", "pool_size"), ("data", "dataset"), ("scaffold", "max_attempts")}
+CONSUMED = {
+    ("optimizer", "steps"),
+    ("optimizer", "prompts_per_step"),
+    ("optimizer", "samples_per_prompt"),
+    ("optimizer", "inner_epochs"),
+    ("data", "pool_size"),
+    ("data", "dataset"),
+    ("scaffold", "max_attempts"),
+}
 
 
 def _shape_statics(study, cell, policy_config, budgets, num_samples) -> tuple[PosttrainStatic, EvalStatic]:
@@ -74,9 +81,18 @@ def _shape_statics(study, cell, policy_config, budgets, num_samples) -> tuple[Po
     attempts = MODULES["scaffold"].attempts(levels["scaffold"])
     options = tuple((f, name, value) for (f, name), value in sorted(static.items()) if (f, name) not in CONSUMED)
     return (
-        PosttrainStatic(world, policy_config, opt["steps"], opt["prompts_per_step"], opt["samples_per_prompt"],
-                        opt["inner_epochs"], static.get(("data", "pool_size"), 0), attempts,
-                        MODULES["data"].frozen_dataset(levels["data"], world), options=options),
+        PosttrainStatic(
+            world,
+            policy_config,
+            opt["steps"],
+            opt["prompts_per_step"],
+            opt["samples_per_prompt"],
+            opt["inner_epochs"],
+            static.get(("data", "pool_size"), 0),
+            attempts,
+            MODULES["data"].frozen_dataset(levels["data"], world),
+            options=options,
+        ),
         EvalStatic(world, policy_config, budgets, num_samples, attempts),
     )
 
@@ -96,10 +112,12 @@ def _group_uses(study, budgets, num_samples) -> dict:
             shape = _shape_statics(study, cell, policy_config(study, base), budgets, num_samples)
             for f in SWITCHED:
                 uses.setdefault(shape, {}).setdefault(f, set()).add(
-                    study.factors[f][cell[TRAINING_FACTORS.index(f)]].mechanism)
+                    study.factors[f][cell[TRAINING_FACTORS.index(f)]].mechanism
+                )
         _GROUP_USES.clear()  # one study at a time is enough (plans are built once per study)
-        _GROUP_USES[key] = {shape: tuple((f, FACTORS[f].used(tuple(names[f]))) for f in SWITCHED)
-                            for shape, names in uses.items()}
+        _GROUP_USES[key] = {
+            shape: tuple((f, FACTORS[f].used(tuple(names[f]))) for f in SWITCHED) for shape, names in uses.items()
+        }
     return _GROUP_USES[key]
 
 
@@ -110,8 +128,7 @@ def run_statics(study, cell, policy_config, budgets, num_samples) -> tuple[Postt
     if not COMPILE_ONLY_USED:
         return posttrain, evaluate
     mechanisms = _group_uses(study, budgets, num_samples)[(posttrain, evaluate)]
-    return (replace(posttrain, mechanisms=mechanisms),
-            replace(evaluate, verifiers=dict(mechanisms)["verifier"]))
+    return (replace(posttrain, mechanisms=mechanisms), replace(evaluate, verifiers=dict(mechanisms)["verifier"]))
 
 
 def make_run(static: Any, items: Problems) -> Callable[..., dict[str, jax.Array]]:
@@ -137,28 +154,35 @@ def make_run(static: Any, items: Problems) -> Callable[..., dict[str, jax.Array]
 
         wrong, right = jnp.sum(log.wrong), jnp.sum(log.right)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(trained)]))
-        return metrics.outputs("run", {
-            "score": after.true_score,
-            "proxy_score": after.proxy_score,
-            "score_by_depth": after.true_by_depth,
-            "score_by_skill": after.true_by_skill,
-            "clean_score": after.clean_score,
-            "eval_tokens_per_item": after.tokens_per_item,
-            "train_proxy_reward": jnp.mean(log.proxy_reward[-tail:]),
-            "train_true_accuracy": jnp.mean(log.true_accuracy[-tail:]),
-            "reward_false_positive_rate": jnp.where(wrong > 0, jnp.sum(log.false_positive) / jnp.maximum(wrong, 1), jnp.nan),
-            "reward_false_negative_rate": jnp.where(right > 0, jnp.sum(log.false_negative) / jnp.maximum(right, 1), jnp.nan),
-            "kl_to_base": jnp.mean(log.kl[-tail:]),
-            "entropy": jnp.mean(log.entropy[-tail:]),
-            "clip_fraction": jnp.mean(log.clip_fraction),
-            "train_tool_calls": jnp.sum(log.tool_calls),
-            "train_tokens": jnp.sum(log.tokens),
-            "eval_tokens": after.tokens,
-            "curve_proxy_reward": curve(log.proxy_reward),
-            "curve_true_accuracy": curve(log.true_accuracy),
-            "curve_kl": curve(log.kl),
-            "finite": finite & jnp.all(jnp.isfinite(after.true_score)),
-        })
+        return metrics.outputs(
+            "run",
+            {
+                "score": after.true_score,
+                "proxy_score": after.proxy_score,
+                "score_by_depth": after.true_by_depth,
+                "score_by_skill": after.true_by_skill,
+                "clean_score": after.clean_score,
+                "eval_tokens_per_item": after.tokens_per_item,
+                "train_proxy_reward": jnp.mean(log.proxy_reward[-tail:]),
+                "train_true_accuracy": jnp.mean(log.true_accuracy[-tail:]),
+                "reward_false_positive_rate": jnp.where(
+                    wrong > 0, jnp.sum(log.false_positive) / jnp.maximum(wrong, 1), jnp.nan
+                ),
+                "reward_false_negative_rate": jnp.where(
+                    right > 0, jnp.sum(log.false_negative) / jnp.maximum(right, 1), jnp.nan
+                ),
+                "kl_to_base": jnp.mean(log.kl[-tail:]),
+                "entropy": jnp.mean(log.entropy[-tail:]),
+                "clip_fraction": jnp.mean(log.clip_fraction),
+                "train_tool_calls": jnp.sum(log.tool_calls),
+                "train_tokens": jnp.sum(log.tokens),
+                "eval_tokens": after.tokens,
+                "curve_proxy_reward": curve(log.proxy_reward),
+                "curve_true_accuracy": curve(log.true_accuracy),
+                "curve_kl": curve(log.kl),
+                "finite": finite & jnp.all(jnp.isfinite(after.true_score)),
+            },
+        )
 
     return run
 

@@ -48,8 +48,10 @@ def register(mechanism: Any, *presets: Preset, replace_existing: bool = False) -
             raise TypeError("a task family has no presets: a study selects it with [world] family = NAME")
         return register_family(mechanism, replace_existing)
     if not isinstance(mechanism, Mechanism) or mechanism.factor not in FACTORS:
-        raise TypeError(f"register() takes a Verifier, Objective, BudgetRule, Scaffold or TaskFamily, not "
-                        f"{type(mechanism).__name__}")
+        raise TypeError(
+            f"register() takes a Verifier, Objective, BudgetRule, Scaffold or TaskFamily, not "
+            f"{type(mechanism).__name__}"
+        )
     factor = FACTORS[mechanism.factor]
     hooks = {"verifier": "rewards", "optimizer": "weights", "budget": "estimate", "scaffold": "protocol"}
     if not callable(getattr(mechanism, hooks[factor.name], None)):
@@ -100,9 +102,25 @@ def load_plugins() -> list[str]:
 
 
 __all__ = [
-    "FACTORS", "FACTOR_NAMES", "MODULES", "BatchInputs", "BudgetRule", "EstimatorInputs", "Factor", "Level",
-    "Mechanism", "Objective", "Param", "Preset", "Protocol", "Scaffold", "TaskFamily", "Verifier", "WeightInputs",
-    "load_plugins", "register",
+    "FACTORS",
+    "FACTOR_NAMES",
+    "MODULES",
+    "BatchInputs",
+    "BudgetRule",
+    "EstimatorInputs",
+    "Factor",
+    "Level",
+    "Mechanism",
+    "Objective",
+    "Param",
+    "Preset",
+    "Protocol",
+    "Scaffold",
+    "TaskFamily",
+    "Verifier",
+    "WeightInputs",
+    "load_plugins",
+    "register",
 ]
 
 PLUGINS = load_plugins()

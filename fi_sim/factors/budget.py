@@ -50,12 +50,24 @@ class BudgetRule(Mechanism):
     factor: ClassVar[str] = "budget"
 
 
-FACTOR = Factor("budget", "inference-time compute at evaluation", kind=BudgetRule, shared=(
-    Param("k", "int", 1, "samples per prompt", 1, 1024, static=True),
-    Param("temperature", "float", 1.0, "sampling temperature at evaluation", 0.05, 10.0, static=True),
-    Param("max_tokens", "int", 0, "most generated tokens per sample, tool costs included (0: no limit)", 0, 1_000_000,
-          static=True),
-))
+FACTOR = Factor(
+    "budget",
+    "inference-time compute at evaluation",
+    kind=BudgetRule,
+    shared=(
+        Param("k", "int", 1, "samples per prompt", 1, 1024, static=True),
+        Param("temperature", "float", 1.0, "sampling temperature at evaluation", 0.05, 10.0, static=True),
+        Param(
+            "max_tokens",
+            "int",
+            0,
+            "most generated tokens per sample, tool costs included (0: no limit)",
+            0,
+            1_000_000,
+            static=True,
+        ),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -73,8 +85,9 @@ class BudgetSpec:
 def spec(level) -> BudgetSpec:
     p = level.params
     mech = FACTOR.mechanisms[level.mechanism]
-    return BudgetSpec(level.name, level.mechanism, int(p["k"]), float(p["temperature"]), int(p["max_tokens"]),
-                      mech.static_values(p))
+    return BudgetSpec(
+        level.name, level.mechanism, int(p["k"]), float(p["temperature"]), int(p["max_tokens"]), mech.static_values(p)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- estimators
@@ -135,23 +148,40 @@ def first_accepted(correct, rewards, tokens, k: int):
 # ---------------------------------------------------------------------------------------------- rules
 def _pass_at_k(x: EstimatorInputs, k: int):
     n = x.correct.shape[-1]
-    return (pass_at_k(jnp.sum(x.correct, -1), n, k), pass_at_k(jnp.sum(x.proxy >= ACCEPTANCE_THRESHOLD, -1), n, k),
-            None)
+    return (
+        pass_at_k(jnp.sum(x.correct, -1), n, k),
+        pass_at_k(jnp.sum(x.proxy >= ACCEPTANCE_THRESHOLD, -1), n, k),
+        None,
+    )
 
 
-FACTOR.add_mechanism(BudgetRule("pass_at_k", "solved if any of k samples is right (unbiased estimator)",
-                                estimate=_pass_at_k))
-FACTOR.add_mechanism(BudgetRule(
-    "majority_vote", "the most frequent answer of k samples (ties share credit)",
-    estimate=lambda x, k: (*majority_vote(x.answers, x.solution, x.proxy, k, x.num_values), None)))
-FACTOR.add_mechanism(BudgetRule("best_of_k", "the sample the proxy verifier scores highest (ties share credit)",
-                                estimate=lambda x, k: (*best_of_k(x.correct, x.proxy, k), None)))
-FACTOR.add_mechanism(BudgetRule("first_accepted", "draw up to k samples, stop at the first the proxy verifier "
-                                "accepts", estimate=lambda x, k: first_accepted(x.correct, x.proxy, x.spent, k)))
+FACTOR.add_mechanism(
+    BudgetRule("pass_at_k", "solved if any of k samples is right (unbiased estimator)", estimate=_pass_at_k)
+)
+FACTOR.add_mechanism(
+    BudgetRule(
+        "majority_vote",
+        "the most frequent answer of k samples (ties share credit)",
+        estimate=lambda x, k: (*majority_vote(x.answers, x.solution, x.proxy, k, x.num_values), None),
+    )
+)
+FACTOR.add_mechanism(
+    BudgetRule(
+        "best_of_k",
+        "the sample the proxy verifier scores highest (ties share credit)",
+        estimate=lambda x, k: (*best_of_k(x.correct, x.proxy, k), None),
+    )
+)
+FACTOR.add_mechanism(
+    BudgetRule(
+        "first_accepted",
+        "draw up to k samples, stop at the first the proxy verifier accepts",
+        estimate=lambda x, k: first_accepted(x.correct, x.proxy, x.spent, k),
+    )
+)
 FACTOR.add_preset(Preset("pass@1", "pass_at_k", "one sample at temperature 1", {"k": 1}))
 FACTOR.add_preset(Preset("pass@k", "pass_at_k", "pass@8 at temperature 1", {"k": 8}))
 FACTOR.add_preset(Preset("majority@k", "majority_vote", "majority vote of 8 samples at temperature 1", {"k": 8}))
 FACTOR.add_preset(Preset("best_of_k", "best_of_k", "best of 8 by the proxy verifier", {"k": 8}))
-FACTOR.add_preset(Preset("first_accepted", "first_accepted", "up to 8 samples until the verifier accepts",
-                         {"k": 8}))
+FACTOR.add_preset(Preset("first_accepted", "first_accepted", "up to 8 samples until the verifier accepts", {"k": 8}))
 FACTOR.add_preset(Preset("greedy_ish", "pass_at_k", "one sample at temperature 0.1", {"k": 1, "temperature": 0.1}))

@@ -76,19 +76,28 @@ class Objective(Mechanism):
     factor: ClassVar[str] = "optimizer"
 
 
-FACTOR = Factor("optimizer", "how the reward becomes a parameter update", kind=Objective, shared=(
-    Param("learning_rate", "float", 5e-4, "learning rate", 1e-7, 10.0),
-    Param("optimizer_family", "choice", "adam", "optax update rule", choices=FAMILIES),
-    Param("kl_coef", "float", 0.0, "weight of the exact KL(policy || base) penalty per generated token", 0.0, 100.0),
-    Param("entropy_coef", "float", 0.0, "weight of the entropy bonus per generated token", 0.0, 100.0),
-    Param("normalize_advantage", "bool", False, "divide advantages by the group's reward std (GRPO)"),
-    Param("temperature", "float", 1.0, "sampling temperature during training", 0.05, 10.0),
-    Param("max_grad_norm", "float", 1.0, "global gradient-norm clip", 1e-6, 1e6),
-    Param("steps", "int", 150, "post-training steps", 1, 1_000_000, static=True),
-    Param("prompts_per_step", "int", 8, "prompts per step", 1, 65_536, static=True),
-    Param("samples_per_prompt", "int", 8, "responses per prompt (the group for the baseline)", 2, 1024, static=True),
-    Param("inner_epochs", "int", 1, "updates per sampled batch", 1, 64, static=True),
-))
+FACTOR = Factor(
+    "optimizer",
+    "how the reward becomes a parameter update",
+    kind=Objective,
+    shared=(
+        Param("learning_rate", "float", 5e-4, "learning rate", 1e-7, 10.0),
+        Param("optimizer_family", "choice", "adam", "optax update rule", choices=FAMILIES),
+        Param(
+            "kl_coef", "float", 0.0, "weight of the exact KL(policy || base) penalty per generated token", 0.0, 100.0
+        ),
+        Param("entropy_coef", "float", 0.0, "weight of the entropy bonus per generated token", 0.0, 100.0),
+        Param("normalize_advantage", "bool", False, "divide advantages by the group's reward std (GRPO)"),
+        Param("temperature", "float", 1.0, "sampling temperature during training", 0.05, 10.0),
+        Param("max_grad_norm", "float", 1.0, "global gradient-norm clip", 1e-6, 1e6),
+        Param("steps", "int", 150, "post-training steps", 1, 1_000_000, static=True),
+        Param("prompts_per_step", "int", 8, "prompts per step", 1, 65_536, static=True),
+        Param(
+            "samples_per_prompt", "int", 8, "responses per prompt (the group for the baseline)", 2, 1024, static=True
+        ),
+        Param("inner_epochs", "int", 1, "updates per sampled batch", 1, 64, static=True),
+    ),
+)
 
 
 class OptimizerParams(NamedTuple):
@@ -117,8 +126,10 @@ def run_params(level, world=None) -> OptimizerParams:
         normalize_advantage=np.float32(p["normalize_advantage"]),
         temperature=np.float32(p["temperature"]),
         max_grad_norm=np.float32(p["max_grad_norm"]),
-        params={name: mech.lower(p if name == level.mechanism else mech.default_values(), world)
-                for name, mech in FACTOR.mechanisms.items()},
+        params={
+            name: mech.lower(p if name == level.mechanism else mech.default_values(), world)
+            for name, mech in FACTOR.mechanisms.items()
+        },
     )
 
 
@@ -139,8 +150,7 @@ def clip_epsilon(opt: OptimizerParams, mechanisms=None):
     objectives = used(mechanisms)
     if all(m.clip_epsilon is None for m in objectives):
         return jnp.float32(NO_CLIP)
-    table = [jnp.float32(NO_CLIP) if m.clip_epsilon is None else m.clip_epsilon(opt.params[m.name])
-             for m in objectives]
+    table = [jnp.float32(NO_CLIP) if m.clip_epsilon is None else m.clip_epsilon(opt.params[m.name]) for m in objectives]
     return jnp.stack(table)[position(FACTOR, opt.kind, tuple(m.name for m in objectives))]
 
 
@@ -206,30 +216,55 @@ def teacher_traces(p, inputs: BatchInputs):
     return mode, context, actions
 
 
-FACTOR.add_mechanism(Objective("reinforce", "policy gradient with a group-mean baseline",
-                               weights=lambda p, x: policy_gradient(x)))
-FACTOR.add_mechanism(Objective("ppo_clip", "clipped ratio objective over several epochs per batch",
-                               (Param("clip_epsilon", "float", 0.2, "PPO ratio clip", 1e-4, 10.0),),
-                               defaults={"inner_epochs": 4}, weights=lambda p, x: policy_gradient(x),
-                               clip_epsilon=lambda p: p["clip_epsilon"]))
+FACTOR.add_mechanism(
+    Objective("reinforce", "policy gradient with a group-mean baseline", weights=lambda p, x: policy_gradient(x))
+)
+FACTOR.add_mechanism(
+    Objective(
+        "ppo_clip",
+        "clipped ratio objective over several epochs per batch",
+        (Param("clip_epsilon", "float", 0.2, "PPO ratio clip", 1e-4, 10.0),),
+        defaults={"inner_epochs": 4},
+        weights=lambda p, x: policy_gradient(x),
+        clip_epsilon=lambda p: p["clip_epsilon"],
+    )
+)
 FACTOR.add_mechanism(Objective("rs_sft", "supervised on the samples the verifier accepts", weights=_rs_sft))
 FACTOR.add_mechanism(Objective("positive_only", "reinforce rewarded samples only", weights=_positive))
 FACTOR.add_mechanism(Objective("negative_only", "push down unrewarded samples only", weights=_negative))
-FACTOR.add_mechanism(Objective("distill", "supervised on the data factor's teacher traces",
-                               weights=lambda p, x: jnp.ones_like(x.token_rewards), batch=teacher_traces))
+FACTOR.add_mechanism(
+    Objective(
+        "distill",
+        "supervised on the data factor's teacher traces",
+        weights=lambda p, x: jnp.ones_like(x.token_rewards),
+        batch=teacher_traces,
+    )
+)
 
 FACTOR.add_preset(Preset("reinforce", "reinforce", "REINFORCE with a group-mean baseline, Adam, no KL penalty"))
-FACTOR.add_preset(Preset("reinforce_kl", "reinforce", "the same with a KL penalty to the base (coefficient 0.2)",
-                         {"kl_coef": 0.2}))
-FACTOR.add_preset(Preset("grpo", "reinforce", "group-normalised advantages (GRPO without clipping)",
-                         {"normalize_advantage": True}))
-FACTOR.add_preset(Preset("ppo_clip", "ppo_clip", "GRPO-style advantages, 4 epochs per batch, ratio clip 0.2",
-                         {"normalize_advantage": True}))
+FACTOR.add_preset(
+    Preset("reinforce_kl", "reinforce", "the same with a KL penalty to the base (coefficient 0.2)", {"kl_coef": 0.2})
+)
+FACTOR.add_preset(
+    Preset("grpo", "reinforce", "group-normalised advantages (GRPO without clipping)", {"normalize_advantage": True})
+)
+FACTOR.add_preset(
+    Preset(
+        "ppo_clip",
+        "ppo_clip",
+        "GRPO-style advantages, 4 epochs per batch, ratio clip 0.2",
+        {"normalize_advantage": True},
+    )
+)
 FACTOR.add_preset(Preset("rs_sft", "rs_sft", "rejection-sampling SFT on verifier-accepted samples"))
 FACTOR.add_preset(Preset("positive_only", "positive_only", "positive sample reinforcement only"))
 FACTOR.add_preset(Preset("negative_only", "negative_only", "negative sample reinforcement only"))
 FACTOR.add_preset(Preset("distill", "distill", "distillation SFT on teacher traces"))
-FACTOR.add_preset(Preset("reinforce_sgd", "reinforce", "REINFORCE through plain SGD",
-                         {"optimizer_family": "sgd", "learning_rate": 0.05}))
-FACTOR.add_preset(Preset("reinforce_entropy", "reinforce", "REINFORCE with an entropy bonus (0.01)",
-                         {"entropy_coef": 0.01}))
+FACTOR.add_preset(
+    Preset(
+        "reinforce_sgd", "reinforce", "REINFORCE through plain SGD", {"optimizer_family": "sgd", "learning_rate": 0.05}
+    )
+)
+FACTOR.add_preset(
+    Preset("reinforce_entropy", "reinforce", "REINFORCE with an entropy bonus (0.01)", {"entropy_coef": 0.01})
+)

@@ -154,8 +154,9 @@ class Mechanism:
 
     def lower(self, values: Mapping[str, Any], context: Any = None) -> Any:
         """The mechanism's own per-run pytree: its non-static scalar parameters as arrays."""
-        return {p.name: lower_value(p, values[p.name]) for p in self.own_params
-                if not p.static and p.kind in LOWERED_KINDS}
+        return {
+            p.name: lower_value(p, values[p.name]) for p in self.own_params if not p.static and p.kind in LOWERED_KINDS
+        }
 
     def static_values(self, values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
         """The mechanism's own static parameters, frozen (part of a compiled group's key)."""
@@ -225,8 +226,10 @@ class Factor:
         if not isinstance(mechanism, self.kind):
             raise TypeError(f"a {self.name} mechanism must be a {self.kind.__name__}, not {type(mechanism).__name__}")
         if mechanism.name in self.mechanisms and not replace_existing:
-            raise ValueError(f"the {self.name} mechanism {mechanism.name!r} is already registered "
-                             "(pass replace_existing=True to replace it)")
+            raise ValueError(
+                f"the {self.name} mechanism {mechanism.name!r} is already registered "
+                "(pass replace_existing=True to replace it)"
+            )
         unknown = set(mechanism.defaults) - {p.name for p in self.shared}
         if unknown:
             raise KeyError(f"{self.name}.{mechanism.name} sets defaults of unknown shared parameters {sorted(unknown)}")
@@ -234,8 +237,9 @@ class Factor:
         clash = {p.name for p in own} & {p.name for p in self.shared}
         if clash:
             raise ValueError(f"{self.name}.{mechanism.name} redeclares shared parameters {sorted(clash)}")
-        shared = tuple(replace(p, default=mechanism.defaults[p.name]) if p.name in mechanism.defaults else p
-                       for p in self.shared)
+        shared = tuple(
+            replace(p, default=mechanism.defaults[p.name]) if p.name in mechanism.defaults else p for p in self.shared
+        )
         mechanism = replace(mechanism, params=shared + own, shared=tuple(p.name for p in self.shared))
         self.mechanisms[mechanism.name] = mechanism
         return mechanism
@@ -359,4 +363,3 @@ def dispatch(factor: Factor, kind: Any, used: "tuple[str, ...] | None", call: Ca
     if len(branches) == 1:
         return branches[0]()
     return jax.lax.switch(position(factor, kind, names), branches)
-

@@ -42,12 +42,18 @@ ScaffoldParams = Protocol  # the name the rest of the package used before scaffo
 ProtocolFn = Callable[[Mapping[str, Any], Any], Protocol]
 
 
-def protocol(vocab, mode: str, limit: int | None = None, tools: bool = False, tool_cost: float = 0,
-             self_judged: bool = False) -> Protocol:
+def protocol(
+    vocab, mode: str, limit: int | None = None, tools: bool = False, tool_cost: float = 0, self_judged: bool = False
+) -> Protocol:
     """A protocol in the vocabulary's words: mode special ("DIRECT", "SCRATCH", "TOOLS", "JUDGED"), the length
     limit (None: the whole response), tools, their cost, and who stops an episode."""
-    return Protocol(np.int32(vocab.special(mode)), np.int32(vocab.response_length if limit is None else limit),
-                    np.bool_(tools), np.float32(tool_cost), np.bool_(self_judged))
+    return Protocol(
+        np.int32(vocab.special(mode)),
+        np.int32(vocab.response_length if limit is None else limit),
+        np.bool_(tools),
+        np.float32(tool_cost),
+        np.bool_(self_judged),
+    )
 
 
 @dataclass(frozen=True)
@@ -66,28 +72,59 @@ class Scaffold(Mechanism):
 
 
 FACTOR = Factor("scaffold", "the protocol the policy reasons in", kind=Scaffold)
-FACTOR.add_mechanism(Scaffold("direct", "answer in one token, no intermediate steps",
-                              protocol=lambda p, vocab: protocol(vocab, "DIRECT", limit=1)))
-FACTOR.add_mechanism(Scaffold("scratchpad", "write every intermediate value, then the answer, then EOS",
-                              protocol=lambda p, vocab: protocol(vocab, "SCRATCH")))
-FACTOR.add_mechanism(Scaffold(
-    "tool", "a scratchpad in which TOOL makes the environment write the exact next value",
-    (Param("tool_cost", "int", 4, "budget tokens charged per tool call (on top of the TOOL token)", 0, 10_000),),
-    protocol=lambda p, vocab: protocol(vocab, "TOOLS", tools=True, tool_cost=p["tool_cost"])))
-FACTOR.add_mechanism(Scaffold(
-    "retry", "several attempts, each ending in the policy's judgement; stop on the verifier's or own signal",
-    (Param("max_attempts", "int", 3, "attempts at most (a shape: its own compiled group)", 1, 16, static=True),
-     Param("stop_rule", "choice", "oracle", "who starts the next attempt: the verifier's failure signal, or the "
-           "policy's own RETRY judgement", choices=("oracle", "self"))),
-    protocol=lambda p, vocab: protocol(vocab, "JUDGED", self_judged=p["stop_rule"] == "self"),
-    attempts=lambda p: int(p["max_attempts"])))
+FACTOR.add_mechanism(
+    Scaffold(
+        "direct",
+        "answer in one token, no intermediate steps",
+        protocol=lambda p, vocab: protocol(vocab, "DIRECT", limit=1),
+    )
+)
+FACTOR.add_mechanism(
+    Scaffold(
+        "scratchpad",
+        "write every intermediate value, then the answer, then EOS",
+        protocol=lambda p, vocab: protocol(vocab, "SCRATCH"),
+    )
+)
+FACTOR.add_mechanism(
+    Scaffold(
+        "tool",
+        "a scratchpad in which TOOL makes the environment write the exact next value",
+        (Param("tool_cost", "int", 4, "budget tokens charged per tool call (on top of the TOOL token)", 0, 10_000),),
+        protocol=lambda p, vocab: protocol(vocab, "TOOLS", tools=True, tool_cost=p["tool_cost"]),
+    )
+)
+FACTOR.add_mechanism(
+    Scaffold(
+        "retry",
+        "several attempts, each ending in the policy's judgement; stop on the verifier's or own signal",
+        (
+            Param("max_attempts", "int", 3, "attempts at most (a shape: its own compiled group)", 1, 16, static=True),
+            Param(
+                "stop_rule",
+                "choice",
+                "oracle",
+                "who starts the next attempt: the verifier's failure signal, or the policy's own RETRY judgement",
+                choices=("oracle", "self"),
+            ),
+        ),
+        protocol=lambda p, vocab: protocol(vocab, "JUDGED", self_judged=p["stop_rule"] == "self"),
+        attempts=lambda p: int(p["max_attempts"]),
+    )
+)
 FACTOR.add_preset(Preset("direct", "direct", "direct answer"))
 FACTOR.add_preset(Preset("scratchpad", "scratchpad", "intermediate values written out"))
 FACTOR.add_preset(Preset("tool", "tool", "scratchpad with an exact-step tool at 4 tokens per call"))
-FACTOR.add_preset(Preset("retry_oracle", "retry", "up to 3 attempts, retried on the verifier's failure signal",
-                         {"stop_rule": "oracle"}))
-FACTOR.add_preset(Preset("retry_self", "retry", "up to 3 attempts, retried on the policy's own RETRY judgement",
-                         {"stop_rule": "self"}))
+FACTOR.add_preset(
+    Preset(
+        "retry_oracle", "retry", "up to 3 attempts, retried on the verifier's failure signal", {"stop_rule": "oracle"}
+    )
+)
+FACTOR.add_preset(
+    Preset(
+        "retry_self", "retry", "up to 3 attempts, retried on the policy's own RETRY judgement", {"stop_rule": "self"}
+    )
+)
 
 
 def run_params(level, vocab) -> Protocol:

@@ -48,8 +48,9 @@ class Verifier(Mechanism):
     factor: ClassVar[str] = "verifier"
 
 
-FACTOR = Factor("verifier", "the reward channel that scores a trace during post-training (and proxy evaluation)",
-                kind=Verifier)
+FACTOR = Factor(
+    "verifier", "the reward channel that scores a trace during post-training (and proxy evaluation)", kind=Verifier
+)
 
 
 class VerifierParams(NamedTuple):
@@ -63,16 +64,19 @@ class VerifierParams(NamedTuple):
 def run_params(level, world=None) -> VerifierParams:
     return VerifierParams(
         kind=np.int32(FACTOR.index(level.mechanism)),
-        params={name: mech.lower(level.params if name == level.mechanism else mech.default_values(), world)
-                for name, mech in FACTOR.mechanisms.items()},
+        params={
+            name: mech.lower(level.params if name == level.mechanism else mech.default_values(), world)
+            for name, mech in FACTOR.mechanisms.items()
+        },
     )
 
 
 def token_rewards(params: VerifierParams, graded: Graded, key: jax.Array, world, mechanisms=None) -> jax.Array:
     """Rewards [..., R] per generated token from the run's verifier (picked by `params.kind`, traced), among
     `mechanisms` (the ones a compiled program contains; None: every registered verifier)."""
-    return dispatch(FACTOR, params.kind, mechanisms,
-                    lambda mech: mech.rewards(params.params[mech.name], graded, key, world))
+    return dispatch(
+        FACTOR, params.kind, mechanisms, lambda mech: mech.rewards(params.params[mech.name], graded, key, world)
+    )
 
 
 def reward(params: VerifierParams, graded: Graded, key: jax.Array, world, mechanisms=None) -> jax.Array:
@@ -148,26 +152,50 @@ def _random(p, graded, key, world):
 
 
 FACTOR.add_mechanism(Verifier("exact", "reward 1 exactly when the final answer is right", rewards=_exact))
-FACTOR.add_mechanism(Verifier(
-    "noisy", "the exact check through a binary channel with known error rates, independently per trace",
-    (Param("false_positive_rate", "float", 0.1, "rho0: P(reward 1 | answer wrong)", 0.0, 1.0),
-     Param("false_negative_rate", "float", 0.1, "rho1: P(reward 0 | answer right)", 0.0, 1.0)), rewards=_noisy))
-FACTOR.add_mechanism(Verifier(
-    "hackable", "accepts a wrong answer whenever it shows a learnable pattern (answer in a fixed lucky set)",
-    (Param("pattern_rate", "float", 0.2, "share of the values in the lucky set (the pattern's base rate)", 0.0, 1.0),
-     Param("hack_acceptance", "float", 1.0, "P(reward 1 | answer wrong, pattern shown)", 0.0, 1.0)),
-    rewards=_hackable))
-FACTOR.add_mechanism(Verifier("partial", "the share of correct steps (partial credit), on the last token",
-                              rewards=_partial))
+FACTOR.add_mechanism(
+    Verifier(
+        "noisy",
+        "the exact check through a binary channel with known error rates, independently per trace",
+        (
+            Param("false_positive_rate", "float", 0.1, "rho0: P(reward 1 | answer wrong)", 0.0, 1.0),
+            Param("false_negative_rate", "float", 0.1, "rho1: P(reward 0 | answer right)", 0.0, 1.0),
+        ),
+        rewards=_noisy,
+    )
+)
+FACTOR.add_mechanism(
+    Verifier(
+        "hackable",
+        "accepts a wrong answer whenever it shows a learnable pattern (answer in a fixed lucky set)",
+        (
+            Param(
+                "pattern_rate", "float", 0.2, "share of the values in the lucky set (the pattern's base rate)", 0.0, 1.0
+            ),
+            Param("hack_acceptance", "float", 1.0, "P(reward 1 | answer wrong, pattern shown)", 0.0, 1.0),
+        ),
+        rewards=_hackable,
+    )
+)
+FACTOR.add_mechanism(
+    Verifier("partial", "the share of correct steps (partial credit), on the last token", rewards=_partial)
+)
 FACTOR.add_mechanism(Verifier("process", "1/d for each correct step, on the token that writes it", rewards=_process))
 FACTOR.add_mechanism(Verifier("format", "1 for every well-formed trace, whatever the answer", rewards=_format))
-FACTOR.add_mechanism(Verifier(
-    "random", "Bernoulli(p) independent of the trace",
-    (Param("reward_probability", "float", 0.5, "p: P(reward 1)", 0.0, 1.0),), rewards=_random))
+FACTOR.add_mechanism(
+    Verifier(
+        "random",
+        "Bernoulli(p) independent of the trace",
+        (Param("reward_probability", "float", 0.5, "p: P(reward 1)", 0.0, 1.0),),
+        rewards=_random,
+    )
+)
 
 FACTOR.add_preset(Preset("exact", "exact", "the exact answer check"))
-FACTOR.add_preset(Preset("noisy", "noisy", "a noisy channel, rho0 = rho1 = 0.2",
-                         {"false_positive_rate": 0.2, "false_negative_rate": 0.2}))
+FACTOR.add_preset(
+    Preset(
+        "noisy", "noisy", "a noisy channel, rho0 = rho1 = 0.2", {"false_positive_rate": 0.2, "false_negative_rate": 0.2}
+    )
+)
 FACTOR.add_preset(Preset("hackable", "hackable", "false positives whenever the answer is in a lucky 20% of values"))
 FACTOR.add_preset(Preset("partial", "partial", "partial credit: share of correct steps"))
 FACTOR.add_preset(Preset("process", "process", "a process verifier: a reward for each correct step"))

@@ -95,8 +95,13 @@ def _permute_reference(world, values, skill):
 
 def _parity_check(world) -> list:
     if (world.modulus, world.num_skills) != (2, 2):
-        return [Problem("world.modulus/num_skills", (world.modulus, world.num_skills),
-                        "modulus = 2 and num_skills = 2 for the parity family (keep, flip)")]
+        return [
+            Problem(
+                "world.modulus/num_skills",
+                (world.modulus, world.num_skills),
+                "modulus = 2 and num_skills = 2 for the parity family (keep, flip)",
+            )
+        ]
     return []
 
 
@@ -115,18 +120,42 @@ def _dag_reference(world, values, skill):
 
 def _dag_check(world) -> list:
     if world.num_skills % 2:
-        return [Problem("world.num_skills", world.num_skills,
-                        "an even number for the dag family (add and multiply at each lag)")]
+        return [
+            Problem(
+                "world.num_skills", world.num_skills, "an even number for the dag family (add and multiply at each lag)"
+            )
+        ]
     return []
 
 
-register_family(TaskFamily("chain", "each skill is a fixed random permutation of Z_m (from the world seed)",
-                           _permute, _permute_reference, table=_chain_table))
-register_family(TaskFamily("parity", "bits; the skills keep and flip: the answer is the parity of the skill string",
-                           _permute, _permute_reference, table=lambda world: np.array([[0, 1], [1, 0]], np.int32),
-                           check=_parity_check))
-register_family(TaskFamily("dag", "arithmetic over a dependency graph: a skill is an operation and a lag",
-                           _dag_step, _dag_reference, check=_dag_check))
+register_family(
+    TaskFamily(
+        "chain",
+        "each skill is a fixed random permutation of Z_m (from the world seed)",
+        _permute,
+        _permute_reference,
+        table=_chain_table,
+    )
+)
+register_family(
+    TaskFamily(
+        "parity",
+        "bits; the skills keep and flip: the answer is the parity of the skill string",
+        _permute,
+        _permute_reference,
+        table=lambda world: np.array([[0, 1], [1, 0]], np.int32),
+        check=_parity_check,
+    )
+)
+register_family(
+    TaskFamily(
+        "dag",
+        "arithmetic over a dependency graph: a skill is an operation and a lag",
+        _dag_step,
+        _dag_reference,
+        check=_dag_check,
+    )
+)
 
 
 @dataclass(frozen=True)
