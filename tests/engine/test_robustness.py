@@ -188,10 +188,16 @@ def test_second_ctrl_c_stops_at_once(micro_reference, tmp_path, monkeypatch, cap
     assert_same_results(run_study(loads_study(MICRO_STUDY), out, quiet=True, devices=1), ref)
 
 
-def test_ctrl_c_of_fi_sim_run_exits_130_in_one_line_and_resumes_bitwise(micro_study_file, micro_reference, tmp_path):
-    _, ref = micro_reference
+def test_ctrl_c_of_fi_sim_run_exits_130_in_one_line_and_resumes_bitwise(tmp_path):
+    # long enough chunks (a few seconds each) that the study is still computing when the signal arrives: the micro
+    # study's chunks take 0.1 s on 8 host devices, so it could finish before the SIGINT lands
+    slow = MICRO_STUDY.replace("steps = 60,", "steps = 1500,")
+    assert slow != MICRO_STUDY
+    study_file = tmp_path / "slow.toml"
+    study_file.write_text(slow)
+    ref = run_study(loads_study(slow), tmp_path / "reference", quiet=True, devices=1)
     out = tmp_path / "interrupted"
-    proc = fi_sim_popen("run", micro_study_file, "--out", out, "--no-report")
+    proc = fi_sim_popen("run", study_file, "--out", out, "--no-report")
     chunks = out / "chunks"
     deadline = time.monotonic() + 240
     try:
@@ -214,7 +220,7 @@ def test_ctrl_c_of_fi_sim_run_exits_130_in_one_line_and_resumes_bitwise(micro_st
     done = sorted(p.stem for p in chunks.glob("*.json"))
     assert done == [f"g00-c{k:05d}" for k in range(len(done))] and seen <= len(done) < 8, done
     assert not list(out.rglob("*.tmp")) and not (out / "results.nc").exists()
-    ds = run_study(loads_study(MICRO_STUDY), out, quiet=True)
+    ds = run_study(loads_study(slow), out, quiet=True)
     assert_same_results(ds, ref)
     assert_same_results(load_results(out), ref)
 
