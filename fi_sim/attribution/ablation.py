@@ -35,6 +35,7 @@ anywhere and imports nothing from the simulator.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
