@@ -197,7 +197,10 @@ def test_ctrl_c_of_fi_sim_run_exits_130_in_one_line_and_resumes_bitwise(tmp_path
     study_file.write_text(slow)
     ref = run_study(loads_study(slow), tmp_path / "reference", quiet=True, devices=1)
     out = tmp_path / "interrupted"
-    proc = fi_sim_popen("run", study_file, "--out", out, "--no-report")
+    # a shell's background jobs (and so a test run started in the background) inherit SIGINT ignored, and Python
+    # then installs no handler: restore the default so that the child behaves as under a terminal's Ctrl-C
+    proc = fi_sim_popen("run", study_file, "--out", out, "--no-report",
+                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     chunks = out / "chunks"
     deadline = time.monotonic() + 240
     try:
