@@ -458,18 +458,8 @@ def analyse(
     if outside:
         out_cols = np.concatenate([np.arange(full.blocks[m].start, full.blocks[m].stop) for m in outside])
         alias = gram_inv @ x_m.T @ (weights[:, None] * x_all[:, out_cols])
-        row_of = {}
-        start = 0
-        for m in model:
-            width = full.blocks[m].stop - full.blocks[m].start
-            row_of[m] = slice(start, start + width)
-            start += width
-        col_of = {}
-        start = 0
-        for m in outside:
-            width = full.blocks[m].stop - full.blocks[m].start
-            col_of[m] = slice(start, start + width)
-            start += width
+        row_of = _packed_slices(full.blocks, model)
+        col_of = _packed_slices(full.blocks, outside)
         for m in model:
             for u in outside:
                 sub = alias[row_of[m], col_of[u]]
@@ -593,3 +583,13 @@ def _shares_columns(x_all: np.ndarray, basis: Basis, m: int, u: int, weights: np
 
 
 __all__ = ["AblationTable", "TableReport", "from_table", "analyse", "contrast_basis", "Basis"]
+
+
+def _packed_slices(blocks, terms) -> dict:
+    """Where each term's columns sit once the blocks of `terms` are packed side by side, in that order."""
+    out, start = {}, 0
+    for m in terms:
+        width = blocks[m].stop - blocks[m].start
+        out[m] = slice(start, start + width)
+        start += width
+    return out

@@ -325,6 +325,14 @@ def _estimate(regime, players, model, functional, seen: dict, label: str, notes:
     )
 
 
+def _switch_budget(regime: Regime, cells, method: str) -> int:
+    """Cells a switch design may query: the regime's remaining budget, at most every switch cell; at least 2."""
+    budget = len(cells) if regime.budget is None else min(int(regime.remaining), len(cells))
+    if budget < 2:
+        raise MethodNotApplicable(f"{method} needs the baseline and the target cell; the budget leaves {int(regime.remaining)}")
+    return budget
+
+
 def adaptive(regime: Regime) -> Attribution:
     """Sequential Bayesian design: query the baseline and the target, then, one at a time, the switch cell
     whose run most reduces the posterior variance of the Shapley values, refitting the hyperparameters after
@@ -332,9 +340,7 @@ def adaptive(regime: Regime) -> Attribution:
     players, model, cells, functional = _switch_setup(regime)
     if not players:
         return Attribution(scores=_with_nulls(regime, {}), notes="no factor differs between baseline and target")
-    budget = len(cells) if regime.budget is None else min(int(regime.remaining), len(cells))
-    if budget < 2:
-        raise MethodNotApplicable(f"adaptive needs the baseline and the target cell; the budget leaves {int(regime.remaining)}")
+    budget = _switch_budget(regime, cells, "adaptive")
     seen: dict[tuple, tuple[float, int]] = {}
     for cell in (tuple([0] * len(players)), tuple([1] * len(players))):
         seen[cell] = _observe_cell(regime, players, cell)
@@ -361,9 +367,7 @@ def random_cells(regime: Regime) -> Attribution:
     players, model, cells, functional = _switch_setup(regime)
     if not players:
         return Attribution(scores=_with_nulls(regime, {}), notes="no factor differs between baseline and target")
-    budget = len(cells) if regime.budget is None else min(int(regime.remaining), len(cells))
-    if budget < 2:
-        raise MethodNotApplicable(f"random_cells needs the baseline and the target cell; the budget leaves {int(regime.remaining)}")
+    budget = _switch_budget(regime, cells, "random_cells")
     ends = [tuple([0] * len(players)), tuple([1] * len(players))]
     others = [tuple(c) for c in cells if tuple(c) not in ends]
     order = regime.rng.permutation(len(others))
