@@ -55,6 +55,20 @@ def fi_sim_popen(*args, env=None, **popen):
                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env or fi_sim_env(), **popen)
 
 
+def wait_for_first_chunk(proc, out: Path, timeout: float = 240) -> Path:
+    """Wait until a `fi-sim run` subprocess writing to `out` has saved its first chunk (its receipt is on disk);
+    fails if the process ends first or nothing is saved within `timeout` seconds. Returns the chunks folder."""
+    import time
+
+    chunks = Path(out) / "chunks"
+    deadline = time.monotonic() + timeout
+    while not (chunks.is_dir() and any(chunks.glob("*.json"))):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no chunk written in time"
+        time.sleep(0.01)
+    return chunks
+
+
 def assert_same_results(a, b) -> None:
     """Bitwise equality of every variable and coordinate of two results Datasets."""
     import numpy as np

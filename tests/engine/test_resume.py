@@ -3,26 +3,20 @@
 import io
 import os
 import signal
-import time
 
 from fi_sim.engine.runner import run_study
 from fi_sim.engine.store import load_results
 from fi_sim.study import loads_study
 
-from ._helpers import MICRO_STUDY, assert_same_results, fi_sim_popen
+from ._helpers import MICRO_STUDY, assert_same_results, fi_sim_popen, wait_for_first_chunk
 
 
 def test_sigkill_mid_study_then_resume_equals_an_uninterrupted_run(micro_study_file, micro_reference, tmp_path):
     ref_dir, ref = micro_reference
     out = tmp_path / "killed"
     proc = fi_sim_popen("run", micro_study_file, "--out", out, "--no-report", "--quiet")
-    chunks = out / "chunks"
-    deadline = time.monotonic() + 240
     try:
-        while not (chunks.is_dir() and any(chunks.glob("*.json"))):  # the first chunk's receipt
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "no chunk written in time"
-            time.sleep(0.01)
+        chunks = wait_for_first_chunk(proc, out)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)

@@ -28,7 +28,7 @@ from fi_sim.engine.store import DirectoryLock, RunDirectory, atomic_write, load_
 from fi_sim.errors import ResultsError
 from fi_sim.study import loads_study
 
-from ._helpers import MICRO_STUDY, ROOT, assert_same_results, fi_sim_env, fi_sim_popen
+from ._helpers import MICRO_STUDY, ROOT, assert_same_results, fi_sim_env, fi_sim_popen, wait_for_first_chunk
 
 
 def copy_run(src, dst):
@@ -201,13 +201,8 @@ def test_ctrl_c_of_fi_sim_run_exits_130_in_one_line_and_resumes_bitwise(tmp_path
     # then installs no handler: restore the default so that the child behaves as under a terminal's Ctrl-C
     proc = fi_sim_popen("run", study_file, "--out", out, "--no-report",
                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    chunks = out / "chunks"
-    deadline = time.monotonic() + 240
     try:
-        while not (chunks.is_dir() and any(chunks.glob("*.json"))):  # the first chunk's receipt
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "no chunk written in time"
-            time.sleep(0.01)
+        chunks = wait_for_first_chunk(proc, out)
         seen = len(list(chunks.glob("*.json")))
         proc.send_signal(signal.SIGINT)
         signalled = time.monotonic()
