@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev
 
-.PHONY: demo test install clean bench validate headline paper-figures paper check-published
+.PHONY: demo test lint typecheck install clean bench validate headline paper-figures paper check-published
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fi-sim run experiments/demo.toml --out runs/demo
 
-test: $(STAMP)
+# ruff (lint) and mypy (types; the modules not yet clean are listed in pyproject.toml) run before the tests
+lint: $(STAMP)
+	$(BIN)/ruff check fi_sim tests experiments benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
 	$(BIN)/python -m pytest -q
 
 # The engine benchmark (about 10 minutes on 2 CPU cores): prints the table, writes benchmarks/results.json.

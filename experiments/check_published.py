@@ -12,7 +12,6 @@ and counts exactly. Exits 1 listing every difference; 0 when all agree.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile

@@ -22,13 +22,21 @@ with the tokens one item costs under the budget.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from fi_sim.factors.budget import BudgetSpec
-from fi_sim.factors.scaffold import ScaffoldParams
+from fi_sim.factors import budget as budget_factor
+from fi_sim.factors.budget import (  # noqa: F401  (the estimators, re-exported where they were)
+    BudgetSpec,
+    EstimatorInputs,
+    best_of_k,
+    first_accepted,
+    majority_vote,
+    pass_at_k,
+)
+from fi_sim.factors.scaffold import Protocol
 from fi_sim.factors.verifier import VerifierParams
 from fi_sim.rollout import rollout
 from fi_sim.world.policy import PolicyConfig
@@ -43,6 +51,8 @@ class EvalStatic:
     budgets: tuple[BudgetSpec, ...]
     num_samples: int  # n per item and temperature, >= every budget's k
     attempts: int = 1  # attempts per episode (the retry scaffold)
+    # the verifiers the program contains (None: every registered one); see PosttrainStatic.mechanisms
+    verifiers: tuple[str, ...] | None = None
 
     @property
     def temperatures(self) -> tuple[float, ...]:
@@ -60,71 +70,26 @@ class EvalResult(NamedTuple):
     tokens: jax.Array  # tokens generated during evaluation (all temperatures)
 
 
-def pass_at_k(num_correct, n: int, k: int):
-    """Unbiased pass@k from c correct of n samples: 1 - prod_{i=0}^{k-1} (n - c - i) / (n - i)."""
-    c = jnp.asarray(num_correct, jnp.float32)
-    i = jnp.arange(k, dtype=jnp.float32)
-    factors = jnp.clip((n - c[..., None] - i) / (n - i), 0.0, 1.0)
-    return 1.0 - jnp.prod(factors, axis=-1)
-
-
-def _blocks(x, k: int):
-    n = x.shape[-1]
-    blocks = n // k
-    return x[..., : blocks * k].reshape(x.shape[:-1] + (blocks, k))
-
-
-def majority_vote(answers, correct_answer, rewards, k: int, num_values: int):
-    """Expected majority-vote score of blocks of k samples. answers: [..., n] (-1: no answer);
-    returns (true score, proxy score) [...], each averaged over floor(n / k) blocks."""
-    a, r = _blocks(answers, k), _blocks(rewards, k)
-    onehot = (a[..., None] == jnp.arange(num_values)).astype(jnp.float32)  # [..., blocks, k, m]
-    counts = jnp.sum(onehot, axis=-2)  # [..., blocks, m]
-    best = jnp.max(counts, axis=-1, keepdims=True)
-    tied = (counts == best) & (best > 0)
-    num_tied = jnp.maximum(jnp.sum(tied, -1), 1)
-    idx = jnp.broadcast_to(correct_answer[..., None, None].astype(jnp.int32), tied.shape[:-1] + (1,))
-    true = jnp.take_along_axis(tied, idx, -1)[..., 0] / num_tied
-    # proxy: the verifier's reward of the first sample that gave each tied answer, shared like the credit
-    first = jnp.argmax(onehot, axis=-2)  # [..., blocks, m]: index of the first sample with each answer
-    rep_reward = jnp.take_along_axis(r, first, axis=-1)
-    proxy = jnp.sum(jnp.where(tied, rep_reward, 0.0), -1) / num_tied
-    return jnp.mean(true, -1), jnp.mean(proxy, -1)
-
-
-def best_of_k(correct, rewards, k: int):
-    """Blocks of k: the sample with the highest proxy reward (ties share the credit). Returns (true, proxy)."""
-    c, r = _blocks(correct.astype(jnp.float32), k), _blocks(rewards, k)
-    top = jnp.max(r, -1, keepdims=True)
-    tied = (r == top).astype(jnp.float32)
-    true = jnp.sum(tied * c, -1) / jnp.sum(tied, -1)
-    return jnp.mean(true, -1), jnp.mean(top[..., 0], -1)
-
-
-def first_accepted(correct, rewards, tokens, k: int):
-    """Blocks of k taken in order until the proxy verifier accepts one. Returns (true, proxy, tokens spent)."""
-    c, r, t = _blocks(correct.astype(jnp.float32), k), _blocks(rewards, k), _blocks(tokens, k)
-    accepted = (r >= 0.5).at[..., -1].set(True)
-    stop = jnp.argmax(accepted, -1)[..., None]
-    spent = jnp.sum(jnp.where(jnp.arange(k) <= stop, t, 0.0), -1)
-    pick = lambda x: jnp.take_along_axis(x, stop, -1)[..., 0]  # noqa: E731
-    return jnp.mean(pick(c), -1), jnp.mean(pick(r), -1), jnp.mean(spent, -1)
-
-
 def eval_set(world: TaskWorld, size: int, skill_weights, depth_weights, seed: int) -> Problems:
     """Held-out items from the evaluation partition of problem space (a fixed draw for a given seed)."""
     key = jax.random.fold_in(jax.random.key(seed), 0xE7A1)
     return world.sample(key, jnp.asarray(skill_weights), jnp.asarray(depth_weights), size, heldout=True)
 
 
-def make_evaluate(static: EvalStatic):
+def make_evaluate(static: EvalStatic) -> Callable[..., EvalResult]:
     world, config = static.world, static.policy
     vocab = Vocab(world)
     n = static.num_samples
     temps = static.temperatures
 
-    def evaluate(params, scaffold: ScaffoldParams, verifier: VerifierParams, items: Problems, key,
-                 exposed_share=0.0) -> EvalResult:
+    def evaluate(
+        params: Any,
+        scaffold: Protocol,
+        verifier: VerifierParams,
+        items: Problems,
+        key: jax.Array,
+        exposed_share: Any = 0.0,
+    ) -> EvalResult:
         E = items.x0.shape[0]
         solution = world.solve(items)
         rep = lambda x: jnp.repeat(x, n, axis=0)  # noqa: E731  item-major
@@ -132,8 +97,20 @@ def make_evaluate(static: EvalStatic):
         per_temp = {}
         tokens = jnp.zeros((), jnp.float32)
         for ti, temperature in enumerate(temps):
-            ep = rollout(world, config, params, prompts, jax.tree.map(rep, solution), rep(items.depth), scaffold,
-                         verifier, jax.random.fold_in(key, ti), temperature, static.attempts)
+            ep = rollout(
+                world,
+                config,
+                params,
+                prompts,
+                jax.tree.map(rep, solution),
+                rep(items.depth),
+                scaffold,
+                verifier,
+                jax.random.fold_in(key, ti),
+                temperature,
+                static.attempts,
+                static.verifiers,
+            )
             tokens = tokens + jnp.sum(ep.tokens)
             per_temp[temperature] = tuple(x.reshape(E, n) for x in (ep.correct, ep.answer, ep.proxy, ep.tokens))
 
@@ -147,24 +124,18 @@ def make_evaluate(static: EvalStatic):
             count = jnp.sum(w, 0)
             return jnp.where(count > 0, score @ w / jnp.maximum(count, 1), jnp.nan)
 
-        out = {k: [] for k in EvalResult._fields if k != "tokens"}
+        out: dict[str, list] = {k: [] for k in EvalResult._fields if k != "tokens"}
         for b in static.budgets:
             correct, answers, proxy, spent = per_temp[b.temperature]
             if b.max_tokens:
                 within = spent <= b.max_tokens
                 correct, answers, proxy = correct & within, jnp.where(within, answers, -1), proxy * within
             cost = b.k * jnp.mean(spent, -1)
-            if b.aggregation == "pass_at_k":
-                true_item = pass_at_k(jnp.sum(correct, -1), n, b.k)
-                proxy_item = pass_at_k(jnp.sum(proxy >= 0.5, -1), n, b.k)
-            elif b.aggregation == "majority_vote":
-                true_item, proxy_item = majority_vote(answers, solution.answer, proxy, b.k, world.modulus)
-            elif b.aggregation == "best_of_k":
-                true_item, proxy_item = best_of_k(correct, proxy, b.k)
-            elif b.aggregation == "first_accepted":
-                true_item, proxy_item, cost = first_accepted(correct, proxy, spent, b.k)
-            else:  # validated upstream; a new aggregation must be added here
-                raise NotImplementedError(b.aggregation)
+            rule = budget_factor.FACTOR.mechanisms[b.aggregation]
+            inputs = EstimatorInputs(correct, answers, proxy, spent, solution.answer, world.modulus, b.options)
+            true_item, proxy_item, rule_cost = rule.estimate(inputs, b.k)  # type: ignore[attr-defined]
+            if rule_cost is not None:  # a rule that stops early counts its own tokens
+                cost = rule_cost
             out["true_score"].append(jnp.mean(true_item))
             out["proxy_score"].append(jnp.mean(proxy_item))
             out["true_by_depth"].append(subset(true_item, depth_w))
@@ -177,7 +148,7 @@ def make_evaluate(static: EvalStatic):
     return evaluate
 
 
-def clean_items(num_items: int, exposed_share, xp=jnp):
+def clean_items(num_items: int, exposed_share: Any, xp: Any = jnp) -> Any:
     """Which evaluation items a run cannot have seen: the suffix after the exposed prefix of the evaluation set
     (`exposed_share` of it, rounded up). `xp` is jax.numpy (traced) or numpy (assembling results)."""
     share = xp.asarray(exposed_share, xp.float32)

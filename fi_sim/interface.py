@@ -80,7 +80,7 @@ class WorldSettings:
         return settings
 
     def validate(self, field_name: str = "world") -> None:
-        problems = []
+        problems: list[Problem] = []
         try:
             self.task_world()
         except ValidationError as err:
@@ -124,15 +124,17 @@ class Interface:
     @classmethod
     def from_specs(cls, world: WorldSettings, specs: Mapping[str, Any]) -> "Interface":
         """Build from preset names or {preset, overrides} tables, one per factor; every problem reported."""
-        chain = world.task_world()
-        levels, problems = {}, []
+        task_world = world.task_world()
+        levels: dict[str, Level] = {}
+        problems: list[Problem] = []
         for name in FACTOR_NAMES:
             if name not in specs:
                 problems.append(Problem(f"interface.{name}", None, "a preset of " + ", ".join(sorted(FACTORS[name].presets))))
                 continue
-            level, probs = FACTORS[name].resolve(specs[name], f"interface.{name}", chain)
+            level, probs = FACTORS[name].resolve(specs[name], f"interface.{name}", task_world)
             problems += probs
-            levels[name] = level
+            if level is not None:
+                levels[name] = level
         if problems:
             raise ValidationError(problems)
         return cls(world, levels)

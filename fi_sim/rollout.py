@@ -16,7 +16,10 @@ import jax
 import jax.numpy as jnp
 
 from fi_sim.factors import verifier as verifier_factor
+from fi_sim.factors.scaffold import Protocol
+from fi_sim.factors.verifier import VerifierParams
 from fi_sim.world import policy
+from fi_sim.world.policy import PolicyConfig
 from fi_sim.world.grading import Graded, grade
 from fi_sim.world.tasks import Solution, TaskWorld
 from fi_sim.world.tokens import Vocab
@@ -40,18 +43,44 @@ class Episodes(NamedTuple):
     tokens: jax.Array  # float [N]: tokens spent, tool costs included
 
 
-def rollout(world: TaskWorld, config, params, prompts, solution: Solution, depth, scaffold, verifier, key,
-            temperature, num_attempts: int) -> Episodes:
+def rollout(
+    world: TaskWorld,
+    config: PolicyConfig,
+    params,
+    prompts: jax.Array,
+    solution: Solution,
+    depth: jax.Array,
+    scaffold: Protocol,
+    verifier: VerifierParams,
+    key: jax.Array,
+    temperature,
+    num_attempts: int,
+    verifiers: tuple[str, ...] | None = None,
+) -> Episodes:
+    """`num_attempts` attempts per prompt under the run's scaffold protocol, graded and scored by the run's
+    verifier (among `verifiers`, the ones the compiled program contains; None: every registered verifier)."""
     vocab = Vocab(world)
     attempts = []
     for a in range(num_attempts):
         k_sample, k_reward = jax.random.split(jax.random.fold_in(key, a))
-        s = policy.sample(config, params, prompts, k_sample, temperature, vocab.response_length,
-                          scaffold.response_limit, vocab.eos, vocab.pad, stop_token=vocab.special("RETRY"),
-                          tool_token=vocab.special("TOOL"), num_values=world.modulus, tool_steps=solution.steps,
-                          tools_allowed=scaffold.tools_allowed)
+        s = policy.sample(
+            config,
+            params,
+            prompts,
+            k_sample,
+            temperature,
+            vocab.response_length,
+            scaffold.response_limit,
+            vocab.eos,
+            vocab.pad,
+            stop_token=vocab.special("RETRY"),
+            tool_token=vocab.special("TOOL"),
+            num_values=world.modulus,
+            tool_steps=solution.steps,
+            tools_allowed=scaffold.tools_allowed,
+        )
         g = grade(vocab, s.response, scaffold.response_limit, solution, depth, actions=s.actions)
-        r = verifier_factor.token_rewards(verifier, g, k_reward, world)
+        r = verifier_factor.token_rewards(verifier, g, k_reward, world, verifiers)
         attempts.append((s, g, r))
     stack = lambda xs: jax.tree.map(lambda *v: jnp.stack(v), *xs)  # noqa: E731
     samples = stack([a[0] for a in attempts])
@@ -67,20 +96,30 @@ def rollout(world: TaskWorld, config, params, prompts, solution: Solution, depth
     correct = pick(graded.correct)
     answer = jnp.where(pick(graded.well_formed), pick(graded.answer), -1)
     return Episodes(
-        context=samples.response, actions=samples.actions, mask=samples.mask & taken[..., None],
-        logprob=samples.logprob, graded=graded, token_rewards=token_rewards, reward=reward, taken=taken,
-        final=final, correct=correct, answer=answer, proxy=pick(reward), tokens=tokens,
+        context=samples.response,
+        actions=samples.actions,
+        mask=samples.mask & taken[..., None],
+        logprob=samples.logprob,
+        graded=graded,
+        token_rewards=token_rewards,
+        reward=reward,
+        taken=taken,
+        final=final,
+        correct=correct,
+        answer=answer,
+        proxy=pick(reward),
+        tokens=tokens,
     )
 
 
-def stopping(graded: Graded, reward, scaffold):
+def stopping(graded: Graded, reward: jax.Array, scaffold: Protocol) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Which attempts an episode makes, its last attempt, and the tokens it spends.
 
     An attempt is accepted by the verifier (oracle: reward >= 0.5) or by the policy's own judgement (self:
     it ended with EOS, not RETRY); the episode stops at the first accepted attempt, or after the last one.
     Tokens: every generated token of the attempts made, plus `tool_cost` per tool call.
     graded fields and reward: [A, N]. Returns taken [A, N], final [N], tokens [N]."""
-    accepted = jnp.where(scaffold.self_judged, ~graded.retry, reward >= 0.5)
+    accepted = jnp.where(scaffold.self_judged, ~graded.retry, reward >= verifier_factor.ACCEPTANCE_THRESHOLD)
     accepted = accepted.at[-1].set(True)  # the last attempt ends the episode in any case
     taken = jnp.cumsum(accepted, axis=0) - accepted == 0
     final = jnp.argmax(accepted, axis=0).astype(jnp.int32)

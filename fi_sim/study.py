@@ -151,13 +151,13 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
     else:
         problems.append(Problem("study.seeds", seeds_raw, "a count in 1..10000 or a list of distinct non-negative integers"))
 
-    world = WorldSettings()
+    world: WorldSettings | None = WorldSettings()
     try:
         world = WorldSettings.from_dict(raw.get("world", {}))
     except ValidationError as err:
         problems += err.problems
         world = None
-    chain = world.task_world() if world is not None else None
+    task_world = world.task_world() if world is not None else None
 
     factors_raw = raw.get("factors")
     factors: dict[str, tuple[Level, ...]] = {}
@@ -180,7 +180,7 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
             continue
         levels = []
         for i, spec in enumerate(entry):
-            level, probs = FACTORS[fname].resolve(spec, f"{where}[{i}]", chain)
+            level, probs = FACTORS[fname].resolve(spec, f"{where}[{i}]", task_world)
             problems += probs
             if level is not None:
                 levels.append(level)
@@ -223,7 +223,7 @@ def study_from_dict(raw: Mapping[str, Any]) -> Study:
     if len(sizes) == len(EngineSettings.FIELDS):
         engine = EngineSettings(**sizes)
 
-    if not problems:
+    if not problems and world is not None:
         study = Study(name=name, seeds=seeds, world=world, factors=factors, seed=seed, description=description,
                       design=design, listed_cells=listed, engine=engine)
         runs = num_runs(study)

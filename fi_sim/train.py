@@ -10,17 +10,19 @@ which scaffold, which objective, Adam or SGD) arrive as an index used with `lax.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import ArrayLike
 
 from fi_sim.factors import optimizer as optimizer_factor
 from fi_sim.factors import verifier as verifier_factor
 from fi_sim.factors.base import BaseParams
 from fi_sim.factors.data import DataParams
 from fi_sim.factors.optimizer import OptimizerParams
+from fi_sim.factors.registry import PerRun
 from fi_sim.factors.scaffold import ScaffoldParams
 from fi_sim.factors.verifier import VerifierParams
 from fi_sim.rollout import rollout
@@ -31,6 +33,8 @@ from fi_sim.world.grading import grade
 from fi_sim.world.tasks import Problems, TaskWorld
 from fi_sim.world.tokens import Vocab
 
+Params = Any  # a policy's parameter pytree (flax)
+
 # Stage tags folded into a run's key (DESIGN: fold_in(study_key, run_id), then by stage and step).
 STAGE_PRETRAIN = 1
 STAGE_POSTTRAIN = 2
@@ -40,7 +44,14 @@ STAGE_POOL = 4
 ADAM, SGD = optimizer_factor.FAMILIES.index("adam"), optimizer_factor.FAMILIES.index("sgd")
 
 
-def _update(params, grads, opt_state, learning_rate, max_grad_norm, family=ADAM):
+def _update(
+    params: Params,
+    grads: Params,
+    opt_state: optax.OptState,
+    learning_rate: ArrayLike,
+    max_grad_norm: ArrayLike,
+    family: ArrayLike = ADAM,
+) -> tuple[Params, optax.OptState, jax.Array]:
     """Clip by global norm (per-run bound); Adam scaling or plain SGD (a per-run index); step of size
     `learning_rate` (all traced). Adam's moments are kept in both cases so the state has one shape."""
     norm = optax.tree.norm(grads)
@@ -50,7 +61,7 @@ def _update(params, grads, opt_state, learning_rate, max_grad_norm, family=ADAM)
     return params, opt_state, norm
 
 
-def _pick(flag, a, b):
+def _pick(flag: jax.Array, a: Any, b: Any) -> Any:
     """Per-example choice between two batches of the same shape."""
     return jax.tree.map(lambda x, y: jnp.where(flag.reshape(flag.shape + (1,) * (x.ndim - flag.ndim)), x, y), a, b)
 
@@ -68,7 +79,9 @@ class PretrainStatic:
     batch_size: int
 
 
-def pretraining_batch(world: TaskWorld, vocab: Vocab, base: BaseParams, key, batch_size: int):
+def pretraining_batch(
+    world: TaskWorld, vocab: Vocab, base: BaseParams, key: jax.Array, batch_size: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Traces from the base's mixture: prompts [B, P], context [B, R] (model inputs) and targets [B, R]
     (the actions to predict; they differ from the context only at tool calls)."""
     keys = jax.random.split(key, 8)
@@ -99,12 +112,17 @@ def pretraining_batch(world: TaskWorld, vocab: Vocab, base: BaseParams, key, bat
     rambled = jnp.where(jnp.arange(vocab.response_length) < depth[:, None], context, noise)
     context = jnp.where(ramble[:, None], rambled, context)
     targets = jnp.where(ramble[:, None], rambled, targets)
-    mode = jnp.where(tools, vocab.special("TOOLS"), jnp.where(judged, vocab.special("JUDGED"),
-                     jnp.where(scratch, vocab.special("SCRATCH"), vocab.special("DIRECT"))))
+    mode = jnp.where(
+        tools,
+        vocab.special("TOOLS"),
+        jnp.where(
+            judged, vocab.special("JUDGED"), jnp.where(scratch, vocab.special("SCRATCH"), vocab.special("DIRECT"))
+        ),
+    )
     return vocab.encode_prompt(problems, mode), context, targets
 
 
-def make_pretrain(static: PretrainStatic):
+def make_pretrain(static: PretrainStatic) -> Callable[[BaseParams, jax.Array], tuple[Params, jax.Array]]:
     world, config = static.world, static.policy
     vocab = Vocab(world)
 
@@ -113,7 +131,7 @@ def make_pretrain(static: PretrainStatic):
         mask = targets != vocab.pad
         return -jnp.sum(logp * mask) / jnp.maximum(jnp.sum(mask), 1)
 
-    def pretrain(base: BaseParams, key):
+    def pretrain(base: BaseParams, key: jax.Array) -> tuple[Params, jax.Array]:
         """Returns the pretrained params and the loss per step."""
         init_key, key = jax.random.split(jax.random.fold_in(key, STAGE_PRETRAIN))
         params = policy.init_params(config, init_key)
@@ -140,7 +158,7 @@ class RunParams(NamedTuple):
     data: DataParams
     optimizer: OptimizerParams
     scaffold: ScaffoldParams
-    exposed_share: float = 0.0  # the prefix of the evaluation set this run's base or data may have seen
+    exposed_share: PerRun = 0.0  # the prefix of the evaluation set this run's base or data may have seen
 
 
 @dataclass(frozen=True)
@@ -154,6 +172,13 @@ class PosttrainStatic:
     pool_size: int = 0  # 0: fresh prompts every step
     attempts: int = 1  # attempts per episode (the retry scaffold)
     frozen: FrozenDataset | None = None  # replay these tuples instead of sampling the policy
+    # the mechanisms the group's program contains, per factor ((factor, names) pairs; a factor not listed:
+    # every registered mechanism) — part of the group's static key, so a group compiles only what it uses
+    mechanisms: tuple = ()
+    options: tuple = ()  # mechanisms' own static parameters, as (factor, name, value) triples
+
+    def uses(self, factor: str) -> tuple[str, ...] | None:
+        return dict(self.mechanisms).get(factor)
 
 
 class StepLog(NamedTuple):
@@ -173,44 +198,21 @@ class StepLog(NamedTuple):
     loss: jax.Array
 
 
-def group_advantages(rewards, group_size: int, normalize):
-    """Reward minus its group's mean (REINFORCE with a group baseline); divided by the group's std when
-    `normalize` (GRPO). rewards: [num_prompts * group_size], grouped contiguously."""
-    r = rewards.reshape(-1, group_size)
-    adv = r - jnp.mean(r, axis=1, keepdims=True)
-    std = jnp.std(r, axis=1, keepdims=True)
-    adv = jnp.where(normalize > 0.5, adv / (std + 1e-6), adv)
-    return adv.reshape(-1)
+def token_weights(
+    opt: OptimizerParams,
+    token_rewards: jax.Array,
+    taken: jax.Array,
+    group_size: int,
+    normalize: ArrayLike,
+    mechanisms: tuple[str, ...] | None = None,
+) -> jax.Array:
+    """Per-token weights A_t [A, N, R] of the run's objective (see `fi_sim.factors.optimizer`)."""
+    return optimizer_factor.token_weights(opt, token_rewards, taken, group_size, normalize, mechanisms)
 
 
-def token_weights(kind, token_rewards, taken, group_size: int, normalize):
-    """Per-token weights A_t of the training objective for each mechanism (see factors/optimizer.py).
-
-    token_rewards: [A, N, R] with N = prompts x group_size (prompt-major); taken: [A, N]. The group of a
-    prompt is all its samples' attempts that were made."""
-    A, N, R = token_rewards.shape
-    total = jnp.sum(token_rewards, -1)  # [A, N]
-    to_go = jnp.flip(jnp.cumsum(jnp.flip(token_rewards, -1), -1), -1)  # reward-to-go per token
-    w = taken.astype(jnp.float32)
-    grouped = lambda x: x.reshape(A, N // group_size, group_size).transpose(1, 0, 2).reshape(N // group_size, -1)  # noqa: E731
-    tw, tt = grouped(w), grouped(total)
-    count = jnp.maximum(jnp.sum(tw, 1, keepdims=True), 1.0)
-    mean = jnp.sum(tw * tt, 1, keepdims=True) / count
-    std = jnp.sqrt(jnp.sum(tw * (tt - mean) ** 2, 1, keepdims=True) / count)
-    ungroup = lambda x: jnp.broadcast_to(x, tt.shape).reshape(N // group_size, A, group_size).transpose(1, 0, 2).reshape(A, N)  # noqa: E731
-    baseline, scale = ungroup(mean), ungroup(jnp.where(normalize > 0.5, std + 1e-6, 1.0))
-    policy_gradient = (to_go - baseline[..., None]) / scale[..., None]
-    accepted = (total >= 0.5).astype(jnp.float32)
-    sft = jnp.broadcast_to((accepted * w)[..., None], to_go.shape)
-    positive = jnp.broadcast_to((total * w)[..., None], to_go.shape)
-    negative = jnp.broadcast_to((-(1.0 - total) * w)[..., None], to_go.shape)
-    ones = jnp.ones_like(to_go)
-    table = {"reinforce": policy_gradient, "ppo_clip": policy_gradient, "rs_sft": sft,
-             "positive_only": positive, "negative_only": negative, "distill": ones}
-    return jnp.stack([table[m] for m in optimizer_factor.MECHANISMS])[kind]
-
-
-def clipped_objective(logp, logp_old, weights, mask, clip_epsilon):
+def clipped_objective(
+    logp: jax.Array, logp_old: jax.Array, weights: jax.Array, mask: jax.Array, clip_epsilon: ArrayLike
+) -> tuple[jax.Array, jax.Array]:
     """Per-sequence sum over trained tokens of min(r A, clip(r, 1-eps, 1+eps) A), r = exp(logp - logp_old);
     `logp_old` NaN means "the current policy" (r = 1 with the gradient of logp). Returns (objective [N],
     clip fraction)."""
@@ -223,12 +225,24 @@ def clipped_objective(logp, logp_old, weights, mask, clip_epsilon):
     return jnp.sum(per_token * m, -1), clip_fraction
 
 
-def surrogate_loss(config, params, base_params, prompts, context, actions, mask, weights, logp_old, opt):
+def surrogate_loss(
+    config: PolicyConfig,
+    params: Params,
+    base_params: Params,
+    prompts: jax.Array,
+    context: jax.Array,
+    actions: jax.Array,
+    mask: jax.Array,
+    weights: jax.Array,
+    logp_old: jax.Array,
+    opt: OptimizerParams,
+    clip_epsilon: ArrayLike,
+) -> tuple[jax.Array, tuple]:
     """The clipped, weighted log-likelihood objective with exact KL and entropy terms. Returns (loss, aux)."""
     logits = policy.token_logits(config, params, prompts, context) / opt.temperature
     logp_all = jax.nn.log_softmax(logits, -1)
     logp = jnp.take_along_axis(logp_all, actions[..., None], -1)[..., 0]
-    objective, clip_fraction = clipped_objective(logp, logp_old, weights, mask, opt.clip_epsilon)
+    objective, clip_fraction = clipped_objective(logp, logp_old, weights, mask, clip_epsilon)
     base_logits = policy.token_logits(config, base_params, prompts, context) / opt.temperature
     base_logp_all = jax.lax.stop_gradient(jax.nn.log_softmax(base_logits, -1))
     p = jnp.exp(logp_all)
@@ -242,24 +256,14 @@ def surrogate_loss(config, params, base_params, prompts, context, actions, mask,
     return loss, (kl, entropy, clip_fraction)
 
 
-def teacher_traces(world: TaskWorld, vocab: Vocab, data: DataParams, problems: Problems, key):
-    """The data factor's teacher: the solver with per-step error rate q, in a mix of styles. Returns the
-    traces' mode tokens [N] and (context, actions) [N, R]."""
-    k_err, k_style = jax.random.split(key)
-    solution = world.solve(problems, k_err, data.teacher_step_error)
-    scratch = jax.random.uniform(k_style, problems.x0.shape) < data.teacher_scratchpad_share
-    context, actions = vocab.write_trace(solution.steps, solution.answer, problems.depth, scratch)
-    mode = jnp.where(scratch, vocab.special("SCRATCH"), vocab.special("DIRECT"))
-    return mode, context, actions
-
-
-def make_posttrain(static: PosttrainStatic):
+def make_posttrain(static: PosttrainStatic) -> Callable[[Params, RunParams, jax.Array], tuple[Params, StepLog]]:
     world, config = static.world, static.policy
     vocab = Vocab(world)
     B, G, A = static.prompts_per_step, static.samples_per_prompt, static.attempts
     items = world.eval_items()
+    verifiers, objectives = static.uses("verifier"), static.uses("optimizer")
 
-    def draw_prompts(data: DataParams, key, num):
+    def draw_prompts(data: DataParams, key: jax.Array, num: int) -> Problems:
         """Prompts from the data distribution (training partition), a share swapped for evaluation items."""
         k_dist, k_over, k_item = jax.random.split(key, 3)
         problems = world.sample(k_dist, data.skill_weights, data.depth_weights, num)
@@ -267,13 +271,15 @@ def make_posttrain(static: PosttrainStatic):
         exposed = jnp.maximum(jnp.ceil(data.eval_exposed_share * world.eval_size), 1).astype(jnp.int32)
         return _pick(overlap, _take(items, jax.random.randint(k_item, (num,), 0, exposed)), problems)
 
-    def posttrain(base_params, run: RunParams, key):
+    def posttrain(base_params: Params, run: RunParams, key: jax.Array) -> tuple[Params, StepLog]:
         """Post-train from `base_params`. Returns the trained params and a per-step log."""
         key = jax.random.fold_in(key, STAGE_POSTTRAIN)
         opt = run.optimizer
         opt_state = optax.scale_by_adam().init(base_params)
-        pool = draw_prompts(run.data, jax.random.fold_in(key, STAGE_POOL), static.pool_size) if static.pool_size else None
-        is_distill = opt.kind == optimizer_factor.MECHANISMS.index("distill")
+        pool = (
+            draw_prompts(run.data, jax.random.fold_in(key, STAGE_POOL), static.pool_size) if static.pool_size else None
+        )
+        clip_epsilon = optimizer_factor.clip_epsilon(opt, objectives)
 
         def live_batch(params, t):
             """Sample the policy under the run's scaffold and score it: the training batch of one step."""
@@ -285,20 +291,44 @@ def make_posttrain(static: PosttrainStatic):
             problems = jax.tree.map(lambda x: jnp.repeat(x, G, axis=0), problems)
             solution = world.solve(problems)
             prompts = vocab.encode_prompt(problems, run.scaffold.mode_token)
-            ep = rollout(world, config, params, prompts, solution, problems.depth, run.scaffold, run.verifier,
-                         k_roll, opt.temperature, A)
-            weights = token_weights(opt.kind, ep.token_rewards, ep.taken, G, opt.normalize_advantage)
-            # distillation trains on the teacher's traces (in its own styles) instead of the policy's samples
-            t_mode, t_context, t_actions = teacher_traces(world, vocab, run.data, problems, k_teacher)
-            t_prompts = vocab.encode_prompt(problems, t_mode)
-            t_mask = (t_actions != vocab.pad)[None] & (jnp.arange(A) == 0)[:, None, None]
+            ep = rollout(
+                world,
+                config,
+                params,
+                prompts,
+                solution,
+                problems.depth,
+                run.scaffold,
+                run.verifier,
+                k_roll,
+                opt.temperature,
+                A,
+                verifiers,
+            )
+            weights = token_weights(opt, ep.token_rewards, ep.taken, G, opt.normalize_advantage, objectives)
+            # an objective with its own training sequences (distillation: the teacher's traces, in its own
+            # styles) trains on them instead of the policy's samples; their log-probs are recomputed
             flat = lambda x: x.reshape((A * B * G,) + x.shape[2:])  # noqa: E731
-            prompts_all = jnp.where(is_distill, jnp.tile(t_prompts, (A, 1)), jnp.tile(prompts, (A, 1)))
-            context = flat(jnp.where(is_distill, jnp.broadcast_to(t_context, ep.context.shape), ep.context))
-            actions = flat(jnp.where(is_distill, jnp.broadcast_to(t_actions, ep.actions.shape), ep.actions))
-            mask = flat(jnp.where(is_distill, t_mask, ep.mask))
-            # the behaviour policy's log-probs: the samples' own; recomputed for teacher traces
-            logp_old = jnp.where(is_distill | (static.inner_epochs == 1), jnp.nan, flat(ep.logprob))
+            prompts_all, context, actions, mask = jnp.tile(prompts, (A, 1)), ep.context, ep.actions, ep.mask
+            replaced = False
+            for objective in optimizer_factor.used(objectives):
+                if objective.batch is None:
+                    continue
+                own = opt.kind == optimizer_factor.FACTOR.index(objective.name)
+                t_mode, t_context, t_actions = objective.batch(
+                    opt.params[objective.name],
+                    optimizer_factor.BatchInputs(world, vocab, run.data, problems, k_teacher),
+                )
+                t_prompts = vocab.encode_prompt(problems, t_mode)
+                t_mask = (t_actions != vocab.pad)[None] & (jnp.arange(A) == 0)[:, None, None]
+                prompts_all = jnp.where(own, jnp.tile(t_prompts, (A, 1)), prompts_all)
+                context = jnp.where(own, jnp.broadcast_to(t_context, ep.context.shape), context)
+                actions = jnp.where(own, jnp.broadcast_to(t_actions, ep.actions.shape), actions)
+                mask = jnp.where(own, t_mask, mask)
+                replaced = replaced | own
+            context, actions, mask = flat(context), flat(actions), flat(mask)
+            # the behaviour policy's log-probs: the samples' own; recomputed for an objective's own sequences
+            logp_old = jnp.where(replaced | (static.inner_epochs == 1), jnp.nan, flat(ep.logprob))
             return (prompts_all, context, actions, mask, flat(weights), logp_old), ep
 
         def frozen_batch(params, t):
@@ -307,19 +337,28 @@ def make_posttrain(static: PosttrainStatic):
             k_data, k_reward = jax.random.split(jax.random.fold_in(key, t))
             idx = jax.random.randint(k_data, (B,), 0, static.frozen.num_prompts)
             Gf = static.frozen.group_size
-            problems = Problems(jnp.asarray(data["x0"])[idx], jnp.asarray(data["skills"])[idx],
-                                jnp.asarray(data["depth"])[idx])
+            problems = Problems(
+                jnp.asarray(data["x0"])[idx], jnp.asarray(data["skills"])[idx], jnp.asarray(data["depth"])[idx]
+            )
             rep = lambda x: jnp.repeat(x, Gf, axis=0)  # noqa: E731
             flat = lambda x: jnp.asarray(x)[idx].reshape((B * Gf,) + x.shape[2:])  # noqa: E731
-            prompts, context, actions = rep(jnp.asarray(data["prompts"])[idx]), flat(data["context"]), flat(data["actions"])
+            prompts, context, actions = (
+                rep(jnp.asarray(data["prompts"])[idx]),
+                flat(data["context"]),
+                flat(data["actions"]),
+            )
             limit = jnp.full((B * Gf,), vocab.response_length)
             solution = world.solve(jax.tree.map(rep, problems))
             graded = grade(vocab, context, limit, solution, rep(problems.depth), actions=actions)
-            rescored = verifier_factor.token_rewards(run.verifier, graded, k_reward, world)
+            rescored = verifier_factor.token_rewards(run.verifier, graded, k_reward, world, verifiers)
             frozen_r = flat(data["reward"])
-            last = jnp.arange(vocab.response_length) == jnp.clip(graded.length - 1, 0, vocab.response_length - 1)[:, None]
+            last = (
+                jnp.arange(vocab.response_length) == jnp.clip(graded.length - 1, 0, vocab.response_length - 1)[:, None]
+            )
             token_r = jnp.where(run.data.rescore > 0.5, rescored, last * frozen_r[:, None])
-            weights = token_weights(opt.kind, token_r[None], jnp.ones((1, B * Gf), bool), Gf, opt.normalize_advantage)[0]
+            weights = token_weights(
+                opt, token_r[None], jnp.ones((1, B * Gf), bool), Gf, opt.normalize_advantage, objectives
+            )[0]
             mask = actions != vocab.pad
             logp_old = jnp.where(static.inner_epochs == 1, jnp.nan, flat(data["logprob"]))
             return (prompts, context, actions, mask, weights, logp_old), (graded, jnp.sum(token_r, -1))
@@ -331,32 +370,65 @@ def make_posttrain(static: PosttrainStatic):
                 taken = ep.taken.astype(jnp.float32)
                 final = jax.nn.one_hot(ep.final, A, axis=0)  # [A, N]: the episode's last attempt
                 counts = verifier_factor.channel_counts(ep.graded, ep.reward, taken)
-                stats = (jnp.mean(ep.proxy), jnp.mean(ep.correct.astype(jnp.float32)),
-                         jnp.mean(jnp.sum(final * ep.graded.well_formed, 0)), jnp.sum(ep.tokens),
-                         jnp.sum(taken * ep.graded.tool_calls))
+                stats = (
+                    jnp.mean(ep.proxy),
+                    jnp.mean(ep.correct.astype(jnp.float32)),
+                    jnp.mean(jnp.sum(final * ep.graded.well_formed, 0)),
+                    jnp.sum(ep.tokens),
+                    jnp.sum(taken * ep.graded.tool_calls),
+                )
             else:
                 (prompts_all, context, actions, mask, weights, logp_old), (graded, reward) = frozen_batch(params, t)
                 counts = verifier_factor.channel_counts(graded, reward)
-                stats = (jnp.mean(reward), jnp.mean(graded.correct.astype(jnp.float32)),
-                         jnp.mean(graded.well_formed.astype(jnp.float32)), jnp.zeros(()), jnp.zeros(()))
+                stats = (
+                    jnp.mean(reward),
+                    jnp.mean(graded.correct.astype(jnp.float32)),
+                    jnp.mean(graded.well_formed.astype(jnp.float32)),
+                    jnp.zeros(()),
+                    jnp.zeros(()),
+                )
 
             def epoch(carry, _):
                 params, opt_state = carry
-                (loss, (kl, entropy, clip_fraction)), grads = jax.value_and_grad(surrogate_loss, argnums=1,
-                                                                                 has_aux=True)(
-                    config, params, base_params, prompts_all, context, actions, mask, weights, logp_old, opt)
-                params, opt_state, gnorm = _update(params, grads, opt_state, opt.learning_rate, opt.max_grad_norm,
-                                                   opt.family)
+                (loss, (kl, entropy, clip_fraction)), grads = jax.value_and_grad(
+                    surrogate_loss, argnums=1, has_aux=True
+                )(
+                    config,
+                    params,
+                    base_params,
+                    prompts_all,
+                    context,
+                    actions,
+                    mask,
+                    weights,
+                    logp_old,
+                    opt,
+                    clip_epsilon,
+                )
+                params, opt_state, gnorm = _update(
+                    params, grads, opt_state, opt.learning_rate, opt.max_grad_norm, opt.family
+                )
                 return (params, opt_state), (loss, kl, entropy, clip_fraction, gnorm)
 
             (params, opt_state), (loss, kl, entropy, clip_fraction, gnorm) = jax.lax.scan(
-                epoch, (params, opt_state), None, length=static.inner_epochs)
+                epoch, (params, opt_state), None, length=static.inner_epochs
+            )
             proxy, accuracy, well_formed, tokens, tool_calls = stats
             log = StepLog(
-                proxy_reward=proxy, true_accuracy=accuracy, well_formed=well_formed,
-                kl=kl[-1], entropy=entropy[-1], clip_fraction=clip_fraction[-1], grad_norm=gnorm[-1],
-                wrong=counts.wrong, false_positive=counts.false_positive, right=counts.right,
-                false_negative=counts.false_negative, tokens=tokens, tool_calls=tool_calls, loss=loss[-1],
+                proxy_reward=proxy,
+                true_accuracy=accuracy,
+                well_formed=well_formed,
+                kl=kl[-1],
+                entropy=entropy[-1],
+                clip_fraction=clip_fraction[-1],
+                grad_norm=gnorm[-1],
+                wrong=counts.wrong,
+                false_positive=counts.false_positive,
+                right=counts.right,
+                false_negative=counts.false_negative,
+                tokens=tokens,
+                tool_calls=tool_calls,
+                loss=loss[-1],
             )
             return (params, opt_state), log
 

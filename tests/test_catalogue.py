@@ -36,7 +36,9 @@ def _graded(correct, well_formed=None, answer=None, length=None, step_correct=No
         length=jnp.full(n, 3, jnp.int32) if length is None else jnp.asarray(length, jnp.int32),
         step_correct=jnp.zeros((n, R), bool) if step_correct is None else jnp.asarray(step_correct),
         depth=jnp.full(n, 2, jnp.int32) if depth is None else jnp.asarray(depth, jnp.int32),
-        retry=jnp.zeros(n, bool), tool_calls=jnp.zeros(n, jnp.int32))
+        retry=jnp.zeros(n, bool),
+        tool_calls=jnp.zeros(n, jnp.int32),
+    )
 
 
 def _verifier(spec):
@@ -83,7 +85,7 @@ def test_hackable_false_positives_occur_only_on_traces_with_the_pattern():
     spec = {"preset": "hackable", "pattern_rate": 0.3, "hack_acceptance": 0.8}
     params = _verifier(spec)
     r = _rewards(spec, g).sum(-1)
-    pattern = np.asarray(verifier_factor.shows_pattern(params, g, WORLD))
+    pattern = np.asarray(verifier_factor.shows_pattern(params.params["hackable"]["pattern_rate"], g, WORLD))
     wrong = ~np.asarray(g.correct)
     assert r[wrong & ~pattern].max() == 0.0  # no false positive without the pattern
     fp_pattern = r[wrong & pattern].mean()
@@ -99,8 +101,13 @@ def test_partial_and_process_credit_by_hand():
     step_correct = np.zeros((3, R), bool)
     step_correct[0, :3] = [True, False, True]  # depth 3: two of three steps right
     step_correct[1, :2] = [True, True]  # depth 2: both right
-    g = _graded([False, True, False], well_formed=[True, True, False], length=[4, 3, 2],
-                step_correct=step_correct, depth=[3, 2, 2])
+    g = _graded(
+        [False, True, False],
+        well_formed=[True, True, False],
+        length=[4, 3, 2],
+        step_correct=step_correct,
+        depth=[3, 2, 2],
+    )
     partial = _rewards("partial", g)
     np.testing.assert_allclose(partial.sum(-1), [2 / 3, 1.0, 0.0], atol=1e-6)
     assert partial[0, 3] == pytest.approx(2 / 3)  # on the last generated token
@@ -124,8 +131,8 @@ def test_a_direct_answer_is_one_step_for_step_level_verifiers():
 def _weights(kind, rewards, taken=None, group=2, normalize=0.0):
     rewards = jnp.asarray(rewards, jnp.float32)
     taken = jnp.ones(rewards.shape[:2], bool) if taken is None else jnp.asarray(taken)
-    k = optimizer_factor.MECHANISMS.index(kind)
-    return np.asarray(token_weights(k, rewards, taken, group, normalize))
+    opt = optimizer_factor.run_params(FACTORS["optimizer"].level(kind))
+    return np.asarray(token_weights(opt, rewards, taken, group, normalize))
 
 
 def test_objective_weights_by_hand():
@@ -161,8 +168,11 @@ def test_clipped_objective_by_hand_and_clipping_is_active():
     grad = jax.grad(lambda lp: jnp.sum(clipped_objective(lp, logp_old, weights, mask, 0.2)[0]))(logp)
     np.testing.assert_allclose(grad, [[0.0, 1.0], [-1.5, 0.0]], atol=1e-6)  # no gradient through the clip
     # without clipping (eps = infinity) and with logp_old = "current", the gradient is the weights
-    free = jax.grad(lambda lp: jnp.sum(clipped_objective(lp, jnp.full_like(lp, jnp.nan), weights, mask,
-                                                         optimizer_factor.NO_CLIP)[0]))(logp)
+    free = jax.grad(
+        lambda lp: jnp.sum(
+            clipped_objective(lp, jnp.full_like(lp, jnp.nan), weights, mask, optimizer_factor.NO_CLIP)[0]
+        )
+    )(logp)
     np.testing.assert_allclose(free, weights)
 
 
@@ -178,8 +188,12 @@ def test_positive_and_negative_only_use_only_their_own_samples():
     logp = jnp.asarray(rng.normal(size=(8, 3)) - 2, jnp.float32)
     other = logp.at[jnp.asarray(~right)].add(5.0)
     for w, changed in ((pos[0], other), (neg[0], logp.at[jnp.asarray(right)].add(5.0))):
-        f = lambda lp, w=w: jnp.sum(clipped_objective(lp, jnp.full_like(lp, jnp.nan), jnp.asarray(w),  # noqa: E731
-                                                      jnp.ones((8, 3), bool), optimizer_factor.NO_CLIP)[0])
+
+        def f(lp, w=w):
+            mask = jnp.ones((8, 3), bool)
+            no_clip = optimizer_factor.NO_CLIP
+            return jnp.sum(clipped_objective(lp, jnp.full_like(lp, jnp.nan), jnp.asarray(w), mask, no_clip)[0])
+
         np.testing.assert_allclose(jax.grad(f)(logp), jax.grad(f)(changed))
 
 
@@ -194,9 +208,16 @@ def test_retry_tokens_and_stopping_by_hand_oracle_against_self_judged():
     calls = jnp.array([[1, 0], [0, 0], [2, 0]])
     retry = jnp.array([[False, True], [True, True], [False, False]])
     reward = jnp.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
-    g = Graded(correct=reward > 0, well_formed=jnp.ones((3, 2), bool), answer=jnp.zeros((3, 2), jnp.int32),
-               length=length, step_correct=jnp.zeros((3, 2, R), bool), depth=jnp.ones((3, 2), jnp.int32),
-               retry=retry, tool_calls=calls)
+    g = Graded(
+        correct=reward > 0,
+        well_formed=jnp.ones((3, 2), bool),
+        answer=jnp.zeros((3, 2), jnp.int32),
+        length=length,
+        step_correct=jnp.zeros((3, 2, R), bool),
+        depth=jnp.ones((3, 2), jnp.int32),
+        retry=retry,
+        tool_calls=calls,
+    )
     oracle = _scaffold({"preset": "retry_oracle"})._replace(tool_cost=np.float32(4))
     self_judged = _scaffold({"preset": "retry_self"})._replace(tool_cost=np.float32(4))
     taken, final, tokens = stopping(g, reward, oracle)
@@ -223,9 +244,21 @@ def test_tool_calls_write_exact_steps_and_cost_tokens():
     p = Problems(jnp.array([7, 2]), jnp.array([[1, 2, 3, 0], [4, 5, 0, 0]]), jnp.array([3, 2]))
     sol = WORLD.solve(p)
     prompts = VOCAB.encode_prompt(p, VOCAB.special("TOOLS"))
-    s = policy.sample(config, params, prompts, jax.random.key(1), 1.0, R, R, VOCAB.eos, VOCAB.pad,
-                      tool_token=VOCAB.special("TOOL"), num_values=WORLD.modulus, tool_steps=sol.steps,
-                      tools_allowed=True)
+    s = policy.sample(
+        config,
+        params,
+        prompts,
+        jax.random.key(1),
+        1.0,
+        R,
+        R,
+        VOCAB.eos,
+        VOCAB.pad,
+        tool_token=VOCAB.special("TOOL"),
+        num_values=WORLD.modulus,
+        tool_steps=sol.steps,
+        tools_allowed=True,
+    )
     g = grade(VOCAB, s.response, R, sol, p.depth, actions=s.actions)
     # every step was a tool call; the environment wrote the exact values, then EOS when no step was left
     assert bool(g.correct.all())
@@ -235,9 +268,21 @@ def test_tool_calls_write_exact_steps_and_cost_tokens():
     _, _, tokens = stopping(jax.tree.map(lambda x: x[None], g), jnp.ones((1, 2)), scaffold)
     assert tokens.tolist() == [4 + 4 * 4, 3 + 4 * 3]
     # without the tool protocol the same token is just a malformed trace
-    s2 = policy.sample(config, params, prompts, jax.random.key(1), 1.0, R, R, VOCAB.eos, VOCAB.pad,
-                       tool_token=VOCAB.special("TOOL"), num_values=WORLD.modulus, tool_steps=sol.steps,
-                       tools_allowed=False)
+    s2 = policy.sample(
+        config,
+        params,
+        prompts,
+        jax.random.key(1),
+        1.0,
+        R,
+        R,
+        VOCAB.eos,
+        VOCAB.pad,
+        tool_token=VOCAB.special("TOOL"),
+        num_values=WORLD.modulus,
+        tool_steps=sol.steps,
+        tools_allowed=False,
+    )
     assert not bool(grade(VOCAB, s2.response, R, sol, p.depth).well_formed.any())
 
 
@@ -256,18 +301,30 @@ def _bad_value(param):
 
 def _tiny_frozen_dataset(path):
     M, G = 3, 2
-    arrays = {"x0": np.zeros(M, np.int32), "skills": np.zeros((M, WORLD.max_depth), np.int32),
-              "depth": np.ones(M, np.int32), "prompts": np.zeros((M, VOCAB.prompt_length), np.int32),
-              "context": np.zeros((M, G, R), np.int32), "actions": np.zeros((M, G, R), np.int32),
-              "logprob": np.zeros((M, G, R), np.float32), "reward": np.ones((M, G), np.float32)}
+    arrays = {
+        "x0": np.zeros(M, np.int32),
+        "skills": np.zeros((M, WORLD.max_depth), np.int32),
+        "depth": np.ones(M, np.int32),
+        "prompts": np.zeros((M, VOCAB.prompt_length), np.int32),
+        "context": np.zeros((M, G, R), np.int32),
+        "actions": np.zeros((M, G, R), np.int32),
+        "logprob": np.zeros((M, G, R), np.float32),
+        "reward": np.ones((M, G), np.float32),
+    }
     frozen.save(frozen.make(arrays, {"generator": "test"}), path)
     return str(path)
 
 
 def test_every_level_validates_its_parameters_and_writes_them_into_the_card(tmp_path):
     world = WorldSettings()
-    defaults = {"verifier": "exact", "base": "narrow", "data": "within", "optimizer": "reinforce",
-                "scaffold": "direct", "budget": "pass@1"}
+    defaults = {
+        "verifier": "exact",
+        "base": "narrow",
+        "data": "within",
+        "optimizer": "reinforce",
+        "scaffold": "direct",
+        "budget": "pass@1",
+    }
     files = {"dataset": _tiny_frozen_dataset(tmp_path / "frozen.npz")}
     checked = 0
     for fname in FACTOR_NAMES:
@@ -286,12 +343,15 @@ def test_every_level_validates_its_parameters_and_writes_them_into_the_card(tmp_
 
 
 def test_task_families_solve_exactly():
-    for world in (TaskWorld(modulus=2, num_skills=2, family="parity", heldout_period=2),
-                  TaskWorld(modulus=11, num_skills=6, family="dag")):
+    for world in (
+        TaskWorld(modulus=2, num_skills=2, family="parity", heldout_period=2),
+        TaskWorld(modulus=11, num_skills=6, family="dag"),
+    ):
         combos = list(itertools.product(range(world.num_skills), repeat=3))
         skills = jnp.asarray([list(c) + [0] for c in combos], jnp.int32)
-        answers = np.asarray(world.solve(Problems(jnp.ones(len(combos), jnp.int32), skills,
-                                                  jnp.full(len(combos), 3, jnp.int32))).answer)
+        answers = np.asarray(
+            world.solve(Problems(jnp.ones(len(combos), jnp.int32), skills, jnp.full(len(combos), 3, jnp.int32))).answer
+        )
         assert answers.tolist() == [world.brute_force_answer(1, list(c)) for c in combos]
     parity = TaskWorld(modulus=2, num_skills=2, family="parity", heldout_period=2)
     assert parity.brute_force_answer(1, [1, 0, 1, 1]) == 0  # 1 xor 1 xor 0 xor 1 xor 1

@@ -17,8 +17,8 @@ from nbclient import NotebookClient
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
-EXPECTED = {"01_six_factor_tour", "02_test_your_attribution_method", "03_reproduce_a_finding"}
-TRAINS = {"01_six_factor_tour", "03_reproduce_a_finding"}  # run real (tiny) studies; 02 is numpy only
+EXPECTED = {"01_six_factor_tour", "02_test_your_attribution_method", "03_reproduce_a_finding", "04_your_own_verifier"}
+TRAINS = {"01_six_factor_tour", "03_reproduce_a_finding", "04_your_own_verifier"}  # real (tiny) studies; 02: numpy
 
 
 def _execute(nb, cwd: Path, timeout: int = 600):
@@ -39,7 +39,7 @@ def _text(nb) -> str:
     return "".join(parts)
 
 
-def test_the_three_notebooks_exist():
+def test_the_notebooks_exist():
     assert EXPECTED <= {p.stem for p in NOTEBOOKS}, [p.name for p in NOTEBOOKS]
 
 

@@ -2,7 +2,6 @@
 with an exact verifier at the edge of that competence raises true pass@1."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

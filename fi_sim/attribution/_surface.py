@@ -10,7 +10,6 @@ the numerical code further down can assume a clean, complete grid.
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from dataclasses import dataclass
@@ -235,8 +234,3 @@ def default_endpoints(surface: Surface, attrs: Mapping[str, Any] | None = None) 
             return fallback
 
     return from_attrs("baseline", first), from_attrs("target", last)
-
-
-def grid_cells(surface: Surface, factors: Sequence[str] | None = None) -> list[tuple[int, ...]]:
-    factors = surface.factors if factors is None else factors
-    return list(itertools.product(*(range(len(surface.levels[f])) for f in factors)))

@@ -35,7 +35,6 @@ anywhere and imports nothing from the simulator.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import signal
 import sys
@@ -43,9 +44,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import SingleDeviceSharding
 
+from fi_sim import metrics
 from fi_sim.engine.runfn import eval_items, make_run
 from fi_sim.evaluate import make_evaluate
 from fi_sim.train import make_pretrain
+
+log = logging.getLogger(__name__)
 
 def key_data(keys) -> np.ndarray:
     """Typed PRNG keys as raw uint32 data (plain arrays pad, stack and store like any other)."""
@@ -76,7 +80,7 @@ def pretrain_row(static):
 
     def one(base, key_data):
         params, losses = pretrain(base, jax.random.wrap_key_data(key_data))
-        tail = max(1, static.steps // 10)
+        tail = metrics.tail_steps(static.steps)
         return params, jnp.mean(losses[-tail:]) if static.steps else jnp.float32(jnp.nan)
 
     return one
@@ -90,9 +94,10 @@ def base_eval_row(static, world_settings):
 
     def one(params, scaffold, verifier, eval_key_data):
         r = evaluate(params, scaffold, verifier, items, jax.random.wrap_key_data(eval_key_data))
-        return {"base_score": r.true_score, "base_proxy_score": r.proxy_score,
-                "base_score_by_depth": r.true_by_depth, "base_score_by_skill": r.true_by_skill,
-                "base_score_by_item": r.true_by_item, "base_eval_tokens": r.tokens}
+        return metrics.outputs("base", {
+            "base_score": r.true_score, "base_proxy_score": r.proxy_score, "base_score_by_depth": r.true_by_depth,
+            "base_score_by_skill": r.true_by_skill, "base_score_by_item": r.true_by_item,
+            "base_eval_tokens": r.tokens})
 
     return one
 
@@ -356,7 +361,8 @@ def serialize(exe) -> bytes | None:
         from jax.experimental import serialize_executable
 
         return serialize_executable.serialize(exe)[0]
-    except Exception:
+    except Exception as error:  # the caller then compiles on every device
+        log.warning("fi_sim: cannot serialize a compiled executable (%r); each device compiles its own", error)
         return None
 
 
@@ -387,9 +393,11 @@ def load(blob: bytes, lowered, device):
         exe = jax.stages.Compiled(unloaded.load(), [], in_tree.unflatten(args_info), lowered.out_tree,
                                   no_kwargs=no_kwargs)
         if any(set(s.device_set) != {device} for s in jax.tree.leaves(exe.input_shardings)):
+            log.warning("fi_sim: a loaded executable is not placed on %s; compiling there instead", device)
             return None
         return exe
-    except Exception:
+    except Exception as error:  # an API this relies on changed: the caller compiles
+        log.warning("fi_sim: cannot load a compiled binary onto %s (%r); compiling instead", device, error)
         return None
 
 
@@ -435,7 +443,10 @@ class Binaries:
             return None
         try:
             return self._file(lowered, device).read_bytes()
-        except Exception:
+        except FileNotFoundError:  # a cache miss
+            return None
+        except Exception as error:
+            log.warning("fi_sim: cannot read a cached binary (%r); compiling instead", error)
             return None
 
     def put(self, lowered, device, blob: bytes) -> None:
@@ -445,22 +456,25 @@ class Binaries:
             from fi_sim.engine.store import atomic_write
 
             atomic_write(self._file(lowered, device), blob)
-        except Exception:  # an unwritable cache must not stop a study
-            pass
+        except Exception as error:  # an unwritable cache must not stop a study
+            log.warning("fi_sim: cannot write a compiled binary to the cache %s (%r)", self.path, error)
 
     def drop(self, lowered, device) -> None:
         if self.path is not None:
             try:
                 self._file(lowered, device).unlink()
-            except Exception:
+            except FileNotFoundError:
                 pass
+            except Exception as error:
+                log.warning("fi_sim: cannot remove a stale cached binary (%r)", error)
 
 
 def memory_bytes(exe) -> int | None:
     """Peak device memory of a compiled executable per device (arguments, outputs and temporaries)."""
     try:
         m = exe.memory_analysis()
-    except Exception:  # some backends give no analysis
+    except Exception as error:  # some backends give no analysis
+        log.debug("fi_sim: no memory analysis on this backend (%r)", error)
         return None
     if m is None:
         return None

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from fi_sim import __version__
+from fi_sim import __version__, metrics
 from fi_sim.engine import faults
 from fi_sim.engine.runfn import curve_stride, exposed_share
 from fi_sim.engine.plan import Plan, base_eval_name, chunk_name
@@ -28,53 +28,11 @@ from fi_sim.interface import TRAINING_FACTORS
 
 TRAIN_DIMS = TRAINING_FACTORS + ("seed",)
 BUDGET_DIMS = FACTOR_NAMES + ("seed",)
-FRACTION = "fraction of held-out items"
+FRACTION = metrics.FRACTION
 
-# name -> (dims kind, source, truth, units, description). Source: "run" (a post-training run's output),
-# "base" (its base's evaluation), "derived" (computed here from the others).
-VARIABLES = {
-    "gain": ("budget", "derived", "true", FRACTION, "score after post-training minus the base's score under the "
-             "same budget, on the same held-out items with the same sampling key"),
-    "score": ("budget", "run", "true", FRACTION, "score of the post-trained policy under the budget"),
-    "base_score": ("budget", "base", "true", FRACTION, "score of the run's base under the same budget"),
-    "proxy_gain": ("budget", "derived", "proxy", FRACTION, "gain as the run's verifier would measure it"),
-    "proxy_score": ("budget", "run", "proxy", FRACTION, "score of the post-trained policy as the run's verifier "
-                    "scores it"),
-    "base_proxy_score": ("budget", "base", "proxy", FRACTION, "score of the base as the run's verifier scores it"),
-    "clean_score": ("budget", "run", "true", FRACTION, "score of the post-trained policy on the evaluation items "
-                    "neither its base nor its data can have seen"),
-    "base_clean_score": ("budget", "derived", "true", FRACTION, "score of the run's base on the run's clean "
-                         "evaluation items (those of `clean_score`)"),
-    "clean_gain": ("budget", "derived", "true", FRACTION, "clean_score minus base_clean_score: the gain on the items "
-                   "neither the base nor the data can have seen (against `gain`: what contamination adds)"),
-    "score_by_depth": ("budget_depth", "run", "true", FRACTION, "score of the post-trained policy by chain depth"),
-    "base_score_by_depth": ("budget_depth", "base", "true", FRACTION, "score of the base by chain depth"),
-    "score_by_skill": ("budget_skill", "run", "true", FRACTION, "score of the post-trained policy on the items "
-                       "that use each skill"),
-    "base_score_by_skill": ("budget_skill", "base", "true", FRACTION, "score of the base on the items that use "
-                            "each skill"),
-    "eval_tokens_per_item": ("budget", "run", "true", "tokens", "tokens one evaluation item costs under the "
-                             "budget (tool costs included)"),
-    "train_proxy_reward": ("train", "run", "proxy", "mean reward", "mean verifier reward over the last 10% of steps"),
-    "train_true_accuracy": ("train", "run", "true", "fraction of samples", "share of truly correct episodes over "
-                            "the last 10% of steps"),
-    "reward_false_positive_rate": ("train", "run", "channel", "probability",
-                                   "measured P(reward | answer wrong) over all post-training samples"),
-    "reward_false_negative_rate": ("train", "run", "channel", "probability",
-                                   "measured P(no reward | answer right) over all post-training samples"),
-    "kl_to_base": ("train", "run", "true", "nats per sequence", "mean KL(policy || base) over the last 10% of steps"),
-    "entropy": ("train", "run", "true", "nats per token", "mean policy entropy over the last 10% of steps"),
-    "clip_fraction": ("train", "run", "true", "fraction of tokens", "share of trained tokens whose ratio was "
-                      "clipped (PPO)"),
-    "train_tool_calls": ("train", "run", "true", "calls", "tool calls during post-training"),
-    "train_tokens": ("train", "run", "true", "tokens", "tokens generated during post-training, tool costs included"),
-    "eval_tokens": ("train", "run", "true", "tokens", "tokens generated evaluating the post-trained policy "
-                    "(all budgets)"),
-    "curve_proxy_reward": ("train_step", "run", "proxy", "mean reward", "mean verifier reward per window of steps"),
-    "curve_true_accuracy": ("train_step", "run", "true", "fraction of samples", "share of truly correct episodes "
-                            "per window"),
-    "curve_kl": ("train_step", "run", "true", "nats per sequence", "KL(policy || base) per window of steps"),
-}
+# name -> (dims kind, source, truth, units, description), from the one schema `fi_sim.metrics.Metrics`. Source:
+# "run" (a post-training run's output), "base" (its base's evaluation), "derived" (computed here from the others).
+VARIABLES = metrics.variables()
 STATUS = {"not_run": -1, **{name: code for code, name in faults.NAMES.items()}}
 
 
@@ -197,7 +155,7 @@ def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
     })
     variables["run_id"] = xr.Variable(TRAIN_DIMS, run_ids, attrs={"description": "stable run id (-1: not run)"})
     ds = xr.Dataset(variables, coords=coords)
-    ds["depth"].attrs["description"] = "chain depth of the evaluation item"
+    ds["depth"].attrs["description"] = "depth of the evaluation item (its number of steps)"
     ds["skill"].attrs["description"] = "skill id used by the evaluation item (at any step)"
     ds["step"].attrs["description"] = "post-training step at the end of each logged window"
     ds.attrs.update({

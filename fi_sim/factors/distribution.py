@@ -28,14 +28,41 @@ def _depths_ok(value, world):
 
 def distribution_params(skills="all", depths="all", rare_skills=(), rare_weight=0.1) -> tuple[Param, ...]:
     return (
-        Param("skills", "int_list", skills, "skill ids drawn at full weight", low=0,
-              world_check=_skills_ok, expand_all=lambda w: list(range(w.num_skills))),
-        Param("depths", "int_list", depths, "chain depths drawn (uniformly)", low=1,
-              world_check=_depths_ok, expand_all=lambda w: list(range(1, w.max_depth + 1))),
-        Param("rare_skills", "int_list", list(rare_skills), "skill ids drawn at `rare_weight` times full weight",
-              low=0, world_check=_skills_ok, allow_empty=True),
-        Param("rare_weight", "float", rare_weight, "weight of a rare skill relative to a full-weight one",
-              low=0.0, high=1.0),
+        Param(
+            "skills",
+            "int_list",
+            skills,
+            "skill ids drawn at full weight",
+            low=0,
+            world_check=_skills_ok,
+            expand_all=lambda w: list(range(w.num_skills)),
+        ),
+        Param(
+            "depths",
+            "int_list",
+            depths,
+            "problem depths drawn (uniformly)",
+            low=1,
+            world_check=_depths_ok,
+            expand_all=lambda w: list(range(1, w.max_depth + 1)),
+        ),
+        Param(
+            "rare_skills",
+            "int_list",
+            list(rare_skills),
+            "skill ids drawn at `rare_weight` times full weight",
+            low=0,
+            world_check=_skills_ok,
+            allow_empty=True,
+        ),
+        Param(
+            "rare_weight",
+            "float",
+            rare_weight,
+            "weight of a rare skill relative to a full-weight one",
+            low=0.0,
+            high=1.0,
+        ),
     )
 
 

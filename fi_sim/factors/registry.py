@@ -12,8 +12,10 @@ model width) and so splits a study into separately compiled groups.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, ClassVar, Mapping
+
+import numpy as np
 
 from fi_sim.errors import Problem, ValidationError
 
@@ -98,17 +100,67 @@ class Param:
         return value, None
 
 
+# A per-run value: a numpy scalar or array while a run's parameters are built and stacked, a traced jax.Array
+# inside the compiled program (the per-run pytrees' fields are typed with it).
+PerRun = Any
+
+LOWERED_KINDS = ("float", "int", "bool", "choice")  # kinds a per-run array can carry (lists and text cannot)
+
+
+def lower_value(param: Param, value: Any) -> np.generic:
+    """One validated parameter value as a per-run array (float32, int32, bool, or a choice's index)."""
+    if param.kind == "float":
+        return np.float32(value)
+    if param.kind == "int":
+        return np.int32(value)
+    if param.kind == "bool":
+        return np.bool_(value)
+    if param.kind == "choice":
+        return np.int32(param.choices.index(value))
+    raise TypeError(f"parameter {param.name!r} of kind {param.kind!r} has no per-run array form")
+
+
 @dataclass(frozen=True)
 class Mechanism:
+    """One mechanism of a factor: its documented parameters, its lowering and (in a factor's subclass) its
+    behaviour.
+
+    `params` are the mechanism's own parameters; a factor may add parameters every mechanism of it shares (the
+    optimizer's learning rate, the budget's k), with per-mechanism `defaults`. Whether a parameter is static (a
+    shape: it splits a study into compiled groups) or per-run (an array under `vmap`) is declared once, on the
+    `Param`. `lower` turns a validated level's parameters into the mechanism's own per-run pytree: by default a
+    dict of its non-static scalar parameters as arrays; a subclass may override it.
+    """
+
     name: str
     doc: str
-    params: tuple[Param, ...]
+    params: tuple[Param, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # defaults of the factor's shared parameters
+    shared: tuple[str, ...] = ()  # names of the factor's shared parameters (set on registration)
+    factor: ClassVar[str] = ""  # which factor a mechanism of this type belongs to
 
     def param(self, name: str) -> Param:
         for p in self.params:
             if p.name == name:
                 return p
         raise KeyError(name)
+
+    @property
+    def own_params(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.name not in self.shared)
+
+    def default_values(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def lower(self, values: Mapping[str, Any], context: Any = None) -> Any:
+        """The mechanism's own per-run pytree: its non-static scalar parameters as arrays."""
+        return {
+            p.name: lower_value(p, values[p.name]) for p in self.own_params if not p.static and p.kind in LOWERED_KINDS
+        }
+
+    def static_values(self, values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+        """The mechanism's own static parameters, frozen (part of a compiled group's key)."""
+        return tuple((p.name, _freeze(values[p.name])) for p in self.own_params if p.static)
 
 
 @dataclass(frozen=True)
@@ -143,9 +195,12 @@ class Level:
             card.update(factor.card_extra(self))
         return card
 
-    def static_items(self, factor: "Factor") -> tuple:
-        mech = factor.mechanisms[self.mechanism]
-        return tuple((p.name, _freeze(self.params[p.name])) for p in mech.params if p.static)
+    def static(self) -> dict[str, Any]:
+        """Every static parameter of the level (shapes: what splits a study into compiled groups)."""
+        from fi_sim.factors import FACTORS
+
+        mech = FACTORS[self.factor].mechanisms[self.mechanism]
+        return {p.name: _freeze(self.params[p.name]) for p in mech.params if p.static}
 
 
 def _freeze(v):
@@ -160,10 +215,44 @@ class Factor:
     presets: dict[str, Preset] = field(default_factory=dict)
     # derived records a level's card carries beside its parameters (e.g. the data's provenance)
     card_extra: Callable[["Level"], dict] | None = None
+    # parameters every mechanism of the factor has (a mechanism may change their defaults)
+    shared: tuple[Param, ...] = ()
+    # the mechanism type of this factor (a registration of another type is refused)
+    kind: type = Mechanism
 
-    def add_mechanism(self, mechanism: Mechanism) -> Mechanism:
+    def add_mechanism(self, mechanism: Mechanism, replace_existing: bool = False) -> Mechanism:
+        """Register a mechanism (its own parameters after the factor's shared ones); returns the registered
+        value. A name already taken is refused unless `replace_existing`."""
+        if not isinstance(mechanism, self.kind):
+            raise TypeError(f"a {self.name} mechanism must be a {self.kind.__name__}, not {type(mechanism).__name__}")
+        if mechanism.name in self.mechanisms and not replace_existing:
+            raise ValueError(
+                f"the {self.name} mechanism {mechanism.name!r} is already registered "
+                "(pass replace_existing=True to replace it)"
+            )
+        unknown = set(mechanism.defaults) - {p.name for p in self.shared}
+        if unknown:
+            raise KeyError(f"{self.name}.{mechanism.name} sets defaults of unknown shared parameters {sorted(unknown)}")
+        own = tuple(p for p in mechanism.params if p.name not in mechanism.shared)
+        clash = {p.name for p in own} & {p.name for p in self.shared}
+        if clash:
+            raise ValueError(f"{self.name}.{mechanism.name} redeclares shared parameters {sorted(clash)}")
+        shared = tuple(
+            replace(p, default=mechanism.defaults[p.name]) if p.name in mechanism.defaults else p for p in self.shared
+        )
+        mechanism = replace(mechanism, params=shared + own, shared=tuple(p.name for p in self.shared))
         self.mechanisms[mechanism.name] = mechanism
         return mechanism
+
+    def index(self, mechanism: str) -> int:
+        """A mechanism's position in the registry: the per-run index its `lax.switch` tables use."""
+        return list(self.mechanisms).index(mechanism)
+
+    def used(self, mechanisms: "tuple[str, ...] | None") -> tuple[str, ...]:
+        """The mechanisms a compiled program contains, in registry order (None: every registered one)."""
+        if mechanisms is None:
+            return tuple(self.mechanisms)
+        return tuple(m for m in self.mechanisms if m in mechanisms)
 
     def add_preset(self, preset: Preset) -> Preset:
         mech = self.mechanisms[preset.mechanism]
@@ -217,6 +306,7 @@ class Factor:
         level, problems = self.resolve(spec, field_name or f"factors.{self.name}", world)
         if problems:
             raise ValidationError(problems)
+        assert level is not None
         return level
 
     def _preset_list(self) -> str:
@@ -249,3 +339,27 @@ class Factor:
 
 
 FACTOR_NAMES = ("verifier", "base", "data", "optimizer", "scaffold", "budget")
+
+
+def position(factor: Factor, kind: Any, names: tuple[str, ...]) -> Any:
+    """The per-run registry index `kind` as a position among `names` (the mechanisms a program contains)."""
+    if names == tuple(factor.mechanisms):
+        return kind
+    import jax.numpy as jnp
+
+    lookup = np.zeros(len(factor.mechanisms), np.int32)
+    for i, name in enumerate(names):
+        lookup[factor.index(name)] = i
+    return jnp.asarray(lookup)[kind]
+
+
+def dispatch(factor: Factor, kind: Any, used: "tuple[str, ...] | None", call: Callable[[Any], Any]) -> Any:
+    """`call(mechanism)` for the mechanism a run picked (`kind`, traced), by `lax.switch` over the mechanisms a
+    program contains (`used`; None: every registered one). One mechanism needs no switch."""
+    import jax
+
+    names = factor.used(used)
+    branches = [(lambda m=factor.mechanisms[n]: call(m)) for n in names]
+    if len(branches) == 1:
+        return branches[0]()
+    return jax.lax.switch(position(factor, kind, names), branches)

@@ -1,6 +1,6 @@
 """The toy policy: a small decoder-only transformer over the world's vocabulary.
 
-Architecture (chosen for the chain world's fixed layout, see `tokens.py`): token embedding plus a learned
+Architecture (chosen for the task world's fixed layout, see `tokens.py`): token embedding plus a learned
 absolute position embedding, `num_layers` pre-LayerNorm blocks of causal multi-head self-attention and a GELU
 MLP (4x width), a final LayerNorm and an untied output projection. Absolute positions are deliberate: every
 scratchpad step is a fixed-offset attention hop, whereas depth-d direct answers need d hops in one pass, so

@@ -2,7 +2,8 @@
 
 Every family shares one problem shape, (x0, s_1..s_d) over values in Z_m, and one step trace v_0 = x0,
 v_1, ..., v_d (the answer), so every factor level (verifier, scaffold, data, ...) works across families.
-Families differ in what a skill does:
+Families differ in what a skill does; a family is one `TaskFamily` value (its checks, its static table, its step
+function and a plain-Python reference solver) registered with `register_family`:
 
 - **chain**: each of `num_skills` skills is a fixed random permutation of Z_m drawn from the world seed;
   v_i = f_{s_i}(v_{i-1}).
@@ -18,7 +19,7 @@ The difficulty knob is the depth d; skills are the skill labels.
 Problems are fixed-shape arrays (skills padded to `max_depth`) so that sampling, solving and encoding are
 jit-able and vmappable. Which problems are held out for evaluation is a fixed partition of the problem space
 (`is_heldout`), so the post-training data can never contain an evaluation item unless a factor level asks
-for contamination on purpose. The partition covers chains of depth >= 2: a depth-1 problem is a primitive
+for contamination on purpose. The partition covers problems of depth >= 2: a depth-1 problem is a primitive
 skill itself (one entry of its permutation table), which cannot be hidden without hiding the skill, so
 depth-1 items are shared by training and evaluation.
 """
@@ -26,17 +27,18 @@ depth-1 items are shared by training and evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from fi_sim.errors import Problem, ValidationError
 
 
 class Problems(NamedTuple):
-    """A batch of chain problems (leading dimensions are free)."""
+    """A batch of problems (leading dimensions are free)."""
 
     x0: jax.Array  # int32 [...], the start value in Z_m
     skills: jax.Array  # int32 [..., max_depth], skill ids; entries at index >= depth are 0 and ignored
@@ -48,7 +50,112 @@ class Solution(NamedTuple):
     answer: jax.Array  # int32 [...], v_d
 
 
-FAMILIES = ("chain", "parity", "dag")
+@dataclass(frozen=True)
+class TaskFamily:
+    """A task family: what a skill does to the values.
+
+    - `check(world)`: problems with the world's settings for this family (a list of `Problem`);
+    - `table(world)`: a static int32 table the step function reads (e.g. the skills' permutations; may be empty);
+    - `step(world, history, prev, i, skill)`: v_{i+1} (traced), from the values so far (`history` [..., D + 1]
+      holding v_0..v_i), the previous value `prev` = v_i, the step index and the skill id;
+    - `reference(world, values, skill)`: the same step in plain Python on the list of values so far (for tests).
+    """
+
+    name: str
+    doc: str
+    step: Callable[..., Any]
+    reference: Callable[..., int]
+    table: Callable[[Any], np.ndarray] = lambda world: np.zeros((0, world.modulus), np.int32)
+    check: Callable[[Any], list] = lambda world: []
+
+
+FAMILIES: dict[str, TaskFamily] = {}
+
+
+def register_family(family: TaskFamily, replace_existing: bool = False) -> TaskFamily:
+    """Make a task family available to `world.family` (in a study's [world] table) by its name."""
+    if family.name in FAMILIES and not replace_existing:
+        raise ValueError(f"the task family {family.name!r} is already registered (pass replace_existing=True)")
+    FAMILIES[family.name] = family
+    return family
+
+
+def _chain_table(world) -> np.ndarray:
+    rng = np.random.default_rng(np.random.SeedSequence([world.seed, 0xC4A1]))
+    return np.stack([rng.permutation(world.modulus) for _ in range(world.num_skills)]).astype(np.int32)
+
+
+def _permute(world, history, prev, i, skill):
+    return world.permutation_table[skill, prev]
+
+
+def _permute_reference(world, values, skill):
+    return int(world.permutations[skill][values[-1]])
+
+
+def _parity_check(world) -> list:
+    if (world.modulus, world.num_skills) != (2, 2):
+        return [
+            Problem(
+                "world.modulus/num_skills",
+                (world.modulus, world.num_skills),
+                "modulus = 2 and num_skills = 2 for the parity family (keep, flip)",
+            )
+        ]
+    return []
+
+
+def _dag_step(world, history, prev, i, skill):
+    op, lag = world.dag_skill(skill)
+    j = jnp.maximum(i - lag, 0)
+    other = jnp.take_along_axis(history, jnp.broadcast_to(j, history.shape[:-1])[..., None], -1)[..., 0]
+    return jnp.where(op == 0, prev + other, prev * other) % world.modulus
+
+
+def _dag_reference(world, values, skill):
+    op, lag = skill % 2, skill // 2
+    a, b = values[-1], values[max(len(values) - 1 - lag, 0)]
+    return (a + b) % world.modulus if op == 0 else (a * b) % world.modulus
+
+
+def _dag_check(world) -> list:
+    if world.num_skills % 2:
+        return [
+            Problem(
+                "world.num_skills", world.num_skills, "an even number for the dag family (add and multiply at each lag)"
+            )
+        ]
+    return []
+
+
+register_family(
+    TaskFamily(
+        "chain",
+        "each skill is a fixed random permutation of Z_m (from the world seed)",
+        _permute,
+        _permute_reference,
+        table=_chain_table,
+    )
+)
+register_family(
+    TaskFamily(
+        "parity",
+        "bits; the skills keep and flip: the answer is the parity of the skill string",
+        _permute,
+        _permute_reference,
+        table=lambda world: np.array([[0, 1], [1, 0]], np.int32),
+        check=_parity_check,
+    )
+)
+register_family(
+    TaskFamily(
+        "dag",
+        "arithmetic over a dependency graph: a skill is an operation and a lag",
+        _dag_step,
+        _dag_reference,
+        check=_dag_check,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -67,18 +174,13 @@ class TaskWorld:
     eval_size: int = 256
     eval_skills: tuple = ()
     eval_depths: tuple = ()
+    # the family's static table (for chain and parity: row s is the permutation of skill s)
     permutations: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        problems = []
         if self.family not in FAMILIES:
             raise ValidationError(Problem("world.family", self.family, " or ".join(map(repr, FAMILIES))))
-        if self.family == "parity" and (self.modulus, self.num_skills) != (2, 2):
-            problems.append(Problem("world.modulus/num_skills", (self.modulus, self.num_skills),
-                                    "modulus = 2 and num_skills = 2 for the parity family (keep, flip)"))
-        if self.family == "dag" and self.num_skills % 2:
-            problems.append(Problem("world.num_skills", self.num_skills,
-                                    "an even number for the dag family (add and multiply at each lag)"))
+        problems = list(FAMILIES[self.family].check(self))
         if not (2 <= self.modulus <= 64):
             problems.append(Problem("world.modulus", self.modulus, "an integer in 2..64"))
         if not (1 <= self.num_skills <= 32):
@@ -91,18 +193,12 @@ class TaskWorld:
             )
         if problems:
             raise ValidationError(problems)
-        if self.family == "chain":
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xC4A1]))
-            perms = np.stack([rng.permutation(self.modulus) for _ in range(self.num_skills)]).astype(np.int32)
-        elif self.family == "parity":
-            perms = np.array([[0, 1], [1, 0]], np.int32)  # keep, flip
-        else:
-            perms = np.zeros((0, self.modulus), np.int32)
-        object.__setattr__(self, "permutations", tuple(map(tuple, perms.tolist())))
+        table = np.asarray(FAMILIES[self.family].table(self), np.int32)
+        object.__setattr__(self, "permutations", tuple(map(tuple, table.tolist())))
 
     @property
     def permutation_table(self) -> jax.Array:
-        """int32 [num_skills, modulus]: row s is the permutation f_s (chain and parity families)."""
+        """The family's static table as an array (chain and parity: int32 [num_skills, modulus], row s is f_s)."""
         return jnp.asarray(np.asarray(self.permutations, dtype=np.int32))
 
     def dag_skill(self, skill):
@@ -112,12 +208,7 @@ class TaskWorld:
     def step_value(self, history, i, skill):
         """v_{i+1} from the values so far. history: [..., max_depth + 1] holding v_0..v_i (later entries ignored)."""
         prev = jnp.take_along_axis(history, jnp.broadcast_to(jnp.asarray(i), history.shape[:-1])[..., None], -1)[..., 0]
-        if self.family in ("chain", "parity"):
-            return self.permutation_table[skill, prev]
-        op, lag = self.dag_skill(skill)
-        j = jnp.maximum(i - lag, 0)
-        other = jnp.take_along_axis(history, jnp.broadcast_to(j, history.shape[:-1])[..., None], -1)[..., 0]
-        return jnp.where(op == 0, prev + other, prev * other) % self.modulus
+        return FAMILIES[self.family].step(self, history, prev, i, skill)
 
     # ------------------------------------------------------------------ exact solver
     def solve(self, problems: Problems, key=None, step_error=0.0) -> Solution:
@@ -176,8 +267,8 @@ class TaskWorld:
     def sample(
         self,
         key: jax.Array,
-        skill_weights: jax.Array,
-        depth_weights: jax.Array,
+        skill_weights: ArrayLike,
+        depth_weights: ArrayLike,
         num: int,
         heldout: bool = False,
     ) -> Problems:
@@ -221,10 +312,5 @@ class TaskWorld:
         """Reference implementation for tests: apply the skills one by one in plain Python."""
         values = [int(x0)]
         for s in skills:
-            if self.family == "dag":
-                op, lag = s % 2, s // 2
-                a, b = values[-1], values[max(len(values) - 1 - lag, 0)]
-                values.append((a + b) % self.modulus if op == 0 else (a * b) % self.modulus)
-            else:
-                values.append(int(self.permutations[s][values[-1]]))
+            values.append(int(FAMILIES[self.family].reference(self, values, s)))
         return values[-1]

@@ -1,4 +1,4 @@
-"""The token vocabulary and the fixed sequence layout of the chain world.
+"""The token vocabulary and the fixed sequence layout of the task world (any family).
 
 Vocabulary: the values 0..m-1, then one token per skill, then a few specials. A sequence is a prompt of fixed
 length followed by a response of fixed length:

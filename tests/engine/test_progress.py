@@ -30,7 +30,7 @@ def test_terminal_bar_log_lines_and_quiet():
     feed(Progress(0, stream=log))
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue()
-    assert any(l.startswith("  group 0 chunk 2: 2 runs") and "6/8 runs" in l and "ETA" in l for l in lines)
+    assert any(x.startswith("  group 0 chunk 2: 2 runs") and "6/8 runs" in x and "ETA" in x for x in lines)
     quiet = io.StringIO()
     feed(Progress(0, quiet=True, stream=quiet))
     assert quiet.getvalue() == ""
