@@ -177,8 +177,9 @@ class InterfaceCard:
 
 
 def training_signature(world: WorldSettings, levels: Mapping[str, Level]) -> dict:
-    """What determines a post-training run (all factors but the budget): the basis of a stable run id."""
-    return {"world": world.card(), "factors": {f: levels[f].card() for f in TRAINING_FACTORS}}
+    """What determines a post-training run (all factors but the budget): the basis of a stable run id. A file a
+    level reads (a frozen dataset) enters by its content, not its path (`Level.signature`)."""
+    return {"world": world.card(), "factors": {f: levels[f].signature() for f in TRAINING_FACTORS}}
 
 
 RUN_ID_BITS = 63  # a run's identity: at the largest accepted study (MAX_RUNS) two ids collide with p < 1e-5

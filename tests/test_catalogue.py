@@ -2,6 +2,7 @@
 retry protocols' accounting, and validation and cards for every level."""
 
 import itertools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,7 @@ from fi_sim.errors import ValidationError
 from fi_sim.factors import FACTOR_NAMES, FACTORS, MODULES
 from fi_sim.factors import optimizer as optimizer_factor
 from fi_sim.factors import verifier as verifier_factor
-from fi_sim.interface import Interface, WorldSettings
+from fi_sim.interface import Interface, WorldSettings, stable_run_id
 from fi_sim.rollout import stopping
 from fi_sim.train import clipped_objective, token_weights
 from fi_sim.world import policy
@@ -299,7 +300,7 @@ def _bad_value(param):
     return (param.high if param.high is not None else 1e9) * 10 + 1 if param.kind == "float" else -(10**9)
 
 
-def _tiny_frozen_dataset(path):
+def _tiny_frozen_dataset(path, reward: float = 1.0):
     M, G = 3, 2
     arrays = {
         "x0": np.zeros(M, np.int32),
@@ -309,7 +310,7 @@ def _tiny_frozen_dataset(path):
         "context": np.zeros((M, G, R), np.int32),
         "actions": np.zeros((M, G, R), np.int32),
         "logprob": np.zeros((M, G, R), np.float32),
-        "reward": np.ones((M, G), np.float32),
+        "reward": np.full((M, G), reward, np.float32),
     }
     frozen.save(frozen.make(arrays, {"generator": "test"}), path)
     return str(path)
@@ -368,3 +369,27 @@ def test_a_frozen_dataset_that_does_not_fit_the_world_is_refused(tmp_path):
     level = FACTORS["data"].level({"preset": "frozen", "dataset": path}, WORLD)
     card = level.card()
     assert card["provenance"]["sha256"] == frozen.load(path).sha256
+
+
+def test_a_frozen_dataset_enters_a_run_id_by_its_content_not_its_path(tmp_path):
+    """Where the released file lies must not change a run's random stream: a copy elsewhere is the same run, a file
+    with other content is another run, and the card still records the path as given."""
+    import shutil
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    here = _tiny_frozen_dataset(tmp_path / "a" / "frozen.npz")
+    there = str(shutil.copy(here, tmp_path / "b" / "renamed.npz"))
+    other = _tiny_frozen_dataset(tmp_path / "other.npz", reward=0.0)
+    world = WorldSettings()
+    specs = {"verifier": "exact", "base": "narrow", "optimizer": "reinforce", "scaffold": "direct", "budget": "pass@1"}
+
+    def run_id(path):
+        levels = Interface.from_specs(world, dict(specs, data={"preset": "frozen", "dataset": path})).levels
+        return stable_run_id(world, levels, seed=0), levels["data"]
+
+    (a, level_a), (b, _), (c, _) = run_id(here), run_id(there), run_id(other)
+    assert a == b and a != c
+    assert level_a.card()["params"]["dataset"] == here
+    assert level_a.signature()["params"]["dataset"] == "sha256:" + frozen.load(here).sha256
+    assert here not in json.dumps(level_a.signature())

@@ -39,6 +39,12 @@ def _dataset_ok(value, world):
     return None
 
 
+def _dataset_identity(value) -> str:
+    from fi_sim.world import frozen
+
+    return "sha256:" + frozen.load(value).sha256
+
+
 FACTOR.add_mechanism(
     Mechanism(
         "frozen",
@@ -51,6 +57,7 @@ FACTOR.add_mechanism(
                 "path of the frozen dataset (.npz, see fi_sim.world.frozen)",
                 world_check=_dataset_ok,
                 static=True,
+                identity=_dataset_identity,
             ),
             Param(
                 "rescore",

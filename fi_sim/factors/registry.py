@@ -36,6 +36,10 @@ class Param:
     allow_empty: bool = False
     # For list parameters: the string "all" expands to this function of the world (e.g. every skill id).
     expand_all: Callable[[Any], list] | None = field(default=None, compare=False)
+    # For a parameter that names a file: the file's content identity (e.g. "sha256:..."). It stands for the value
+    # wherever a run's identity (and so its random stream) is derived, so that where the file lies never changes
+    # a run; the card the results carry keeps the path as given.
+    identity: Callable[[Any], str] | None = field(default=None, compare=False)
 
     def allowed(self) -> str:
         what = {
@@ -195,12 +199,31 @@ class Level:
             card.update(factor.card_extra(self))
         return card
 
+    def signature(self) -> dict:
+        """The card as a run's identity sees it: every value of a file parameter (see `Param.identity`), wherever
+        the card records it, replaced by the file's content identity. Without file parameters, the card itself."""
+        from fi_sim.factors import FACTORS
+
+        card = self.card()
+        mech = FACTORS[self.factor].mechanisms[self.mechanism]
+        swaps = {self.params[p.name]: p.identity(self.params[p.name]) for p in mech.params if p.identity is not None}
+        return _swap(card, swaps) if swaps else card
+
     def static(self) -> dict[str, Any]:
         """Every static parameter of the level (shapes: what splits a study into compiled groups)."""
         from fi_sim.factors import FACTORS
 
         mech = FACTORS[self.factor].mechanisms[self.mechanism]
         return {p.name: _freeze(self.params[p.name]) for p in mech.params if p.static}
+
+
+def _swap(tree: Any, swaps: Mapping[str, str]) -> Any:
+    """`tree` (dicts, lists, scalars) with every string value found in `swaps` replaced."""
+    if isinstance(tree, dict):
+        return {k: _swap(v, swaps) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_swap(v, swaps) for v in tree)
+    return swaps.get(tree, tree) if isinstance(tree, str) else tree
 
 
 def _freeze(v):
