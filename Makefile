@@ -26,8 +26,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The tests run in one worker per core (at most 4; pytest-xdist), a test file per worker: most of their time is
+# XLA compiling and subprocesses starting, which one process leaves single-threaded.
 test: lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 # The engine benchmark (about 10 minutes on 2 CPU cores): prints the table, writes benchmarks/results.json.
 # torch is a benchmark-only dependency, pinned (its CPU wheel); it is never a dependency of fi_sim.
