@@ -19,7 +19,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fi-sim run experiments/demo.toml --out runs/demo
 
-# ruff (lint) and mypy (types; the modules not yet clean are listed in pyproject.toml) run before the tests
+# ruff (lint) and mypy (types, the whole package; settings in pyproject.toml) run before the tests
 lint: $(STAMP)
 	$(BIN)/ruff check fi_sim tests experiments benchmarks
 

@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from fi_sim.errors import FiSimError, ValidationError
 
@@ -553,7 +554,7 @@ def git_commit_of_source() -> str | None:
 
     src = Path(__file__).resolve().parent
     try:
-        git = dict(cwd=src, capture_output=True, text=True, timeout=5)
+        git: dict[str, Any] = dict(cwd=src, capture_output=True, text=True, timeout=5)
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], **git)
         if top.returncode != 0 or not src.is_relative_to(Path(top.stdout.strip()).resolve()):
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import matplotlib
 
@@ -17,7 +18,7 @@ MISSING_COLOR = "#bdbdbd"  # grey: far from the white of a zero on the diverging
 
 
 def _factors(y: xr.DataArray) -> list[str]:
-    return [d for d in y.dims if d != "seed"]
+    return [cast(str, d) for d in y.dims if d != "seed"]
 
 
 def gain_heatmap(y: xr.DataArray, path: Path, title: str = "gain") -> Path:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import xarray as xr
@@ -102,7 +103,7 @@ def _cell_name(coords: dict) -> str:
 def skipped_because(ds: xr.Dataset, outcome: str = OUTCOME) -> str | None:
     """Why the functional ANOVA of `outcome` cannot be computed (None when it can)."""
     y = _varying(ds[outcome])
-    factors = [d for d in y.dims if d != "seed"]
+    factors = [cast(str, d) for d in y.dims if d != "seed"]
     if len(factors) < 2:
         return (f"fewer than two factors have two or more levels ({', '.join(factors) or 'none'}), so there is "
                 "nothing to apportion")
@@ -119,15 +120,15 @@ def skipped_because(ds: xr.Dataset, outcome: str = OUTCOME) -> str | None:
         coords = dict(zip(factors, cell if isinstance(cell, tuple) else (cell,)))
         train = {f: v for f, v in coords.items() if f in status.dims}
         fixed = {d: 0 for d in status.dims if d != "seed" and d not in train}
-        runs = status.sel(train).isel(fixed) if fixed else status.sel(train)
-        runs = runs.values.ravel()
+        selected = status.sel(train).isel(fixed) if fixed else status.sel(train)
+        runs = selected.values.ravel()
         runs = runs[np.isfinite(runs)].astype(int)
         if runs.size == 0:
             what = "not in the listed design"
         else:
             names = dict(zip([int(c) for c in np.atleast_1d(ds["status"].attrs.get("flag_values", []))],
                              str(ds["status"].attrs.get("flag_meanings", "")).split()))
-            tally = {}
+            tally: dict[str, int] = {}
             for c in runs:
                 tally[names.get(int(c), str(c))] = tally.get(names.get(int(c), str(c)), 0) + 1
             what = ", ".join(f"{n} {k}" for k, n in tally.items())
@@ -295,15 +296,15 @@ def write_report(path: str | Path) -> Path:
 
     lines += ["## Reward channel: nominal against measured", "",
               "Measured over every post-training sample, where true correctness is known.", ""]
-    rows = []
+    channel_rows = []
     for lvl in study["factors"]["verifier"]:
         p = lvl["params"]
         sel = {"verifier": lvl["level"]}
         fp = float(ds["reward_false_positive_rate"].sel(sel).mean())
         fn = float(ds["reward_false_negative_rate"].sel(sel).mean())
-        rows.append([md(lvl["level"]), md(lvl["mechanism"]), _fmt(p.get("false_positive_rate", 0.0)), _fmt(fp, 4),
-                     _fmt(p.get("false_negative_rate", 0.0)), _fmt(fn, 4)])
-    lines += [_table(["verifier", "mechanism", "nominal FP", "measured FP", "nominal FN", "measured FN"], rows), ""]
+        channel_rows.append([md(lvl["level"]), md(lvl["mechanism"]), _fmt(p.get("false_positive_rate", 0.0)),
+                             _fmt(fp, 4), _fmt(p.get("false_negative_rate", 0.0)), _fmt(fn, 4)])
+    lines += [_table(["verifier", "mechanism", "nominal FP", "measured FP", "nominal FN", "measured FN"], channel_rows), ""]
 
     if "curve_true_accuracy" in ds and "verifier" in ds.dims:
         training_curves(ds, "verifier", figdir / "training_curves.png")

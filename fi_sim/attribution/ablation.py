@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -251,22 +251,23 @@ def from_table(
     index = {f: {repr(v): i for i, v in enumerate(levels[f])} for f in factors}
     codes = np.column_stack([[index[f][repr(_plain(v))] for v in df[f]] for f in factors])
     seeds = [_plain(s) for s in df[seed_column]] if seed_column else list(range(len(df)))
-    order: dict[tuple, int] = {}
+    run_of_cell: dict[tuple, int] = {}
     runs: list[list[float]] = []
     run_seeds: list[list] = []
     for row, code in enumerate(map(tuple, codes)):
-        if code not in order:
-            order[code] = len(runs)
+        if code not in run_of_cell:
+            run_of_cell[code] = len(runs)
             runs.append([])
             run_seeds.append([])
-        c = order[code]
-        if seed_column and any(repr(s) == repr(seeds[row]) for s in run_seeds[c]):
+        run_index = run_of_cell[code]
+        if seed_column and any(repr(s) == repr(seeds[row]) for s in run_seeds[run_index]):
             raise invalid("table", f"cell {dict(zip(factors, (levels[f][i] for f, i in zip(factors, code))))} seed {seeds[row]!r} twice",
                           "one row per cell and seed")
-        runs[c].append(float(values[row]))
-        run_seeds[c].append(seeds[row] if seed_column else len(run_seeds[c]))
-    cells = np.array(list(order), dtype=np.int64).reshape(-1, len(factors))
-    return AblationTable(tuple(factors), levels, metric, cells, [np.array(r) for r in runs], run_seeds, notes)
+        runs[run_index].append(float(values[row]))
+        run_seeds[run_index].append(seeds[row] if seed_column else len(run_seeds[run_index]))
+    cells = np.array(list(run_of_cell), dtype=np.int64).reshape(-1, len(factors))
+    levels_of = cast(dict[str, tuple[Any, ...]], levels)  # every value is a tuple (built above)
+    return AblationTable(tuple(factors), levels_of, metric, cells, [np.array(r) for r in runs], run_seeds, notes)
 
 
 def _plain(value: Any) -> Any:
@@ -422,9 +423,9 @@ def analyse(
     ``target``: the switch whose Shapley values are reported (default: first and last level of every factor).
     Intervals of term variances come from ``n_draws`` normal draws of the coefficients (``rng_seed``).
     """
-    for name, value in (("max_order", max_order), ("claim_order", claim_order)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise invalid(name, value, "an integer >= 1")
+    for name, given in (("max_order", max_order), ("claim_order", claim_order)):
+        if not isinstance(given, (int, np.integer)) or isinstance(given, bool) or given < 1:
+            raise invalid(name, given, "an integer >= 1")
     k, shape = table.n_factors, table.grid_shape
     full = Basis.of(table.factors, shape, None if table.grid_size <= MAX_ALIAS_COLUMNS else 3)
     x_all = full.columns(table.cells, shape)
@@ -502,7 +503,7 @@ def analyse(
     for m in (m for m in full.terms if 0 < bin(m).count("1") <= max_order):
         name = full.name(m)
         order = bin(m).count("1")
-        row = {"term": name, "order": order, "in_model": m in model}
+        row: dict[str, Any] = {"term": name, "order": order, "in_model": m in model}
         two_level = all(shape[i] == 2 for i in range(k) if m >> i & 1)
         row.update(contrast=math.nan, contrast_low=math.nan, contrast_high=math.nan, variance=math.nan, variance_low=math.nan, variance_high=math.nan)
         if m in model:

@@ -130,13 +130,13 @@ def ishigami(levels: int = 8, a: float = 7.0, b: float = 0.1) -> xr.DataArray:
 DEFAULT_SOBOL_G_A = (0.0, 1.0, 4.5, 9.0)
 
 
-def sobol_g_function(x: np.ndarray, a: Sequence[float] = DEFAULT_SOBOL_G_A) -> np.ndarray:
+def sobol_g_function(x: np.ndarray, a: Sequence[float] | np.ndarray = DEFAULT_SOBOL_G_A) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     a = np.asarray(a, dtype=np.float64)
     return np.prod((np.abs(4.0 * x - 2.0) + a) / (1.0 + a), axis=-1)
 
 
-def sobol_g_truth(a: Sequence[float] = DEFAULT_SOBOL_G_A, levels: int | None = None) -> dict[str, Any]:
+def sobol_g_truth(a: Sequence[float] | np.ndarray = DEFAULT_SOBOL_G_A, levels: int | None = None) -> dict[str, Any]:
     """Closed-form truth of Sobol-G: V_S = prod_{i in S} sigma_i^2 prod_{j not in S} mu_j^2.
 
     mu_i and sigma_i^2 are the mean and variance of g_i = (|4x - 2| + a_i) / (1 + a_i): continuous

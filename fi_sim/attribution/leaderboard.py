@@ -27,7 +27,7 @@ import pathlib
 import warnings
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -201,11 +201,13 @@ def evaluate(
         gain = true_game.gain
         specs = _resolve_regimes(y, regimes, data_factor, baseline, target)
         resolved = _resolve_methods(methods)
-        rows, long_rows, attributions = [], [], {}
+        rows: list[dict[str, Any]] = []
+        long_rows: list[dict[str, Any]] = []
+        attributions: dict[tuple[str, str], Attribution | None] = {}
         for spec in specs:
             for name, method in resolved.items():
                 regime = spec.build(y, baseline=baseline, target=target, data_factor=data_factor, rng_seed=_stable_seed(str(rng_seed), spec.name, name))
-                row = {"method": name, "regime": spec.name, "budget": "unlimited" if spec.budget is None else spec.budget}
+                row: dict[str, Any] = {"method": name, "regime": spec.name, "budget": "unlimited" if spec.budget is None else spec.budget}
                 try:
                     outcome = method(regime)
                 except FiSimError as error:  # MethodNotApplicable, BudgetExceeded, ...: recorded, not fatal
@@ -312,7 +314,8 @@ def _identity_check(result: LeaderboardResult) -> list[str]:
     for f in shapley:
         row = [f, f"{shapley[f]:+.4f}"]
         for m in shown:
-            row += [f"{result.attributions[(m, 'full')].scores.get(f, 0.0) - shapley[f]:+.4f}", f"{predicted[m][f]:+.4f}"]
+            attribution = cast(Attribution, result.attributions[(m, "full")])  # `shown` keeps only those not None
+            row += [f"{attribution.scores.get(f, 0.0) - shapley[f]:+.4f}", f"{predicted[m][f]:+.4f}"]
         rows.append("| " + " | ".join(row) + " |")
     return [
         "",
@@ -360,7 +363,7 @@ def _figure(result: LeaderboardResult, path: pathlib.Path, title: str) -> None:
     x = np.arange(len(factors))
     right.bar(x, [result.truths["switch_shapley"][f] for f in factors], width, label="truth (switch Shapley)", color="black")
     for n, m in enumerate(shown_methods):
-        scores = result.attributions[(m, "full")].scores
+        scores = cast(Attribution, result.attributions[(m, "full")]).scores  # `shown_methods` keeps only those not None
         right.bar(x + (n + 1) * width, [scores.get(f, 0.0) for f in factors], width, label=m)
     right.axhline(0, color="grey", linewidth=0.5)
     right.set_xticks(x + 0.4 - width / 2, factors, rotation=30, ha="right", fontsize=8)
@@ -457,6 +460,7 @@ def attribute_main(y_or_none: xr.DataArray | xr.Dataset | None, game_name_or_non
     n_replicates = options.pop("curve_replicates", 5)
     if not isinstance(n_replicates, (int, np.integer)) or isinstance(n_replicates, bool) or n_replicates < 1:
         raise invalid("curve_replicates", n_replicates, "an integer >= 1")
+    y: xr.DataArray | xr.Dataset  # a DataArray once the input is resolved
     if game_name_or_none is not None:
         noiseless = get_game(game_name_or_none, **game_options)
         if noise_sd is None:
@@ -468,15 +472,16 @@ def attribute_main(y_or_none: xr.DataArray | xr.Dataset | None, game_name_or_non
             replicates = [get_game(game_name_or_none, n_seeds=1, noise_sd=noise_sd, rng_seed=1000 + r, **game_options) for r in range(n_replicates)]
             y_truth = noiseless
     else:
+        assert y_or_none is not None  # exactly one of the two is given (checked above)
         y = y_or_none
         if isinstance(y, xr.Dataset):
             if metric not in y.data_vars:
                 raise invalid("metric", metric, f"a variable of the results: {list(y.data_vars)}")
-            y = y[metric]
+            y = cast(xr.DataArray, y[metric])  # one variable of the Dataset (checked above)
         if with_curves:
             from .curves import seed_replicates
 
-            replicates, y_truth = seed_replicates(y, n_replicates), y
+            replicates, y_truth = seed_replicates(y, cast(int, n_replicates)), y  # an int or numpy integer (checked above)
     table = run_leaderboard(y, pathlib.Path(out_dir), **options)
     if with_curves:
         out = pathlib.Path(out_dir)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -144,10 +144,10 @@ def shapley_sampling(regime: Regime, n_permutations: int = 200) -> Attribution:
     if k == 0:
         return Attribution(scores=_with_nulls(regime, {}), notes="no factor differs between baseline and target")
     cache: dict[int, float] = {}
-    contributions = []
-    order = None
+    marginals: list[np.ndarray] = []
+    order: np.ndarray | None = None
     for draw in range(n_permutations):
-        order = regime.rng.permutation(k) if draw % 2 == 0 else order[::-1]
+        order = regime.rng.permutation(k) if draw % 2 == 0 else cast(np.ndarray, order)[::-1]
         prefixes = [sum(1 << int(p) for p in order[:j]) for j in range(k + 1)]
         cells = [regime.switch_cell(coop.members(m, players)) for m in prefixes]
         if regime.cost_of(cells) > regime.remaining:
@@ -160,10 +160,10 @@ def shapley_sampling(regime: Regime, n_permutations: int = 200) -> Attribution:
         marginal = np.zeros(k)
         for j, p in enumerate(order):
             marginal[p] = cache[prefixes[j + 1]] - cache[prefixes[j]]
-        contributions.append(marginal)
-    if not contributions:
+        marginals.append(marginal)
+    if not marginals:
         raise MethodNotApplicable(f"shapley_sampling needs {k + 1} cells for one permutation; the budget leaves {int(regime.remaining)}")
-    contributions = np.array(contributions)
+    contributions = np.array(marginals)
     scores = dict(zip(players, contributions.mean(axis=0)))
     # Antithetic partners are dependent: the independent units are the pair means.
     n_pairs = contributions.shape[0] // 2
@@ -326,6 +326,7 @@ def fractional_design(k: int, r: int) -> dict[str, Any]:
             key = _word_length_pattern(words, k)
             if best is None or key < best[0]:
                 best = (key, combo)
+        assert best is not None  # 1 <= p <= len(candidates): there was at least one combination
         chosen = best[1]
     else:
         chosen = tuple(candidates[:p])

@@ -20,7 +20,7 @@ standard errors.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, cast
 
 import numpy as np
 import xarray as xr
@@ -354,7 +354,7 @@ class SwitchGame:
                 replicates = _switch_arrays(means[keep])
         for name in estimate.data_vars:
             if replicates is not None:
-                se, low, high = summarize_replicates(replicates[name], level)
+                se, low, high = summarize_replicates(replicates[cast(str, name)], level)
             else:
                 se = low = high = np.full(len(self.factors), np.nan)
             for suffix, values in (("se", se), ("ci_low", low), ("ci_high", high)):
@@ -474,6 +474,7 @@ def effect_summary(
     rms_se = np.full(len(masks), np.nan)
     n_valid = 0
     if surface.n_seeds >= 2:
+        assert surface.per_seed is not None  # n_seeds >= 2 implies per-seed values
         indices = bootstrap_seed_indices(surface.n_seeds, n_boot, rng_seed)
         chunks = []
         # Bounded memory: a chunk of replicates holds chunk * cells * seeds numbers at a time.

@@ -106,6 +106,7 @@ def seed_uncertainty(
 
     replicates: list[xr.Dataset] = []
     if surface.n_seeds >= 2:
+        assert surface.per_seed is not None  # n_seeds >= 2 implies per-seed values
         indices = bootstrap_seed_indices(surface.n_seeds, n_boot, rng_seed)
         complete = complete_replicates(bootstrap_cell_means(surface.per_seed, indices))
         for b in np.flatnonzero(complete):

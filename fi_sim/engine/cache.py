@@ -51,7 +51,7 @@ def enable(disabled: bool = False) -> Path | None:
     import jax
 
     _DISABLED[0] = disabled
-    current = jax.config.jax_compilation_cache_dir
+    current = jax.config.jax_compilation_cache_dir  # type: ignore[attr-defined]  # a jax option: not in jax's stubs
     if current:
         return Path(current)
     path = None if disabled else cache_dir()

@@ -38,6 +38,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -202,7 +203,7 @@ class Executor:
     """Runs row functions over all local devices in fixed-size device batches."""
 
     devices: tuple = field(default_factory=local_devices)
-    on_compile: object = None  # callable(CompileRecord), e.g. the progress display
+    on_compile: Callable[[CompileRecord], Any] | None = None  # e.g. the progress display
     compiled: dict = field(default_factory=dict)
     compile_seconds: float = 0.0
     binaries: object = None  # a directory for compiled binaries; None: the engine's cache directory; False: none
@@ -323,7 +324,7 @@ class Executor:
             stale = self.compiled.pop(self._key(row, args, device_batch), {})
             if "lowered" in stale:
                 self._binaries.drop(stale["lowered"], self.devices[0])
-            enabled = jax.config.jax_enable_compilation_cache
+            enabled = jax.config.jax_enable_compilation_cache  # type: ignore[attr-defined]  # an option, not in stubs
             jax.config.update("jax_enable_compilation_cache", False)
             try:
                 self.compile(row, args, device_batch, label, copies=False)
@@ -390,8 +391,9 @@ def load(blob: bytes, lowered, device):
 
         unloaded, args_info, no_kwargs = Loader(io.BytesIO(blob)).load()
         in_tree = jax.tree.structure(lowered.args_info)
-        exe = jax.stages.Compiled(unloaded.load(), [], in_tree.unflatten(args_info), lowered.out_tree,
-                                  no_kwargs=no_kwargs)
+        # PyTreeDef (jaxlib) does not resolve for mypy here, so its `unflatten` is unknown to it
+        exe = jax.stages.Compiled(unloaded.load(), [], in_tree.unflatten(args_info),  # type: ignore[attr-defined]
+                                  lowered.out_tree, no_kwargs=no_kwargs)
         if any(set(s.device_set) != {device} for s in jax.tree.leaves(exe.input_shardings)):
             log.warning("fi_sim: a loaded executable is not placed on %s; compiling there instead", device)
             return None
@@ -402,7 +404,7 @@ def load(blob: bytes, lowered, device):
 
 
 _HITS = [0]
-_LISTENING = []
+_LISTENING: list[Callable[..., None]] = []
 
 
 def _cache_hits() -> int:

@@ -83,7 +83,7 @@ class Reuse:
     def __init__(self, path: str | Path):
         self.root = Path(path) / PREVIOUS
         self.rows: dict[str, tuple[Path, int]] = {}
-        self._cache: dict[Path, dict[str, np.ndarray]] = {}
+        self._cache: dict[Path, dict[str, np.ndarray] | None] = {}
         if self.root.is_dir():
             for receipt in sorted(self.root.glob("*/chunks/*.json")):
                 try:
@@ -108,9 +108,9 @@ class Reuse:
                 found[pos] = {k: v[where[1]] for k, v in arrays.items()}
         return found
 
-    def _load(self, receipt: Path):
+    def _load(self, receipt: Path) -> dict[str, np.ndarray] | None:
         if receipt not in self._cache:
-            arrays = None
+            arrays: dict[str, np.ndarray] | None = None
             try:
                 meta = json.loads(receipt.read_text())
                 blob = receipt.with_suffix(".npz").read_bytes()

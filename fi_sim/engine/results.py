@@ -59,7 +59,7 @@ def _dims(kind: str) -> tuple[str, ...]:
 
 def assemble(plan: Plan, rd: RunDirectory) -> xr.Dataset:
     study = plan.study
-    coords = {f: study.level_names(f) for f in FACTOR_NAMES}
+    coords: dict[str, list] = {f: study.level_names(f) for f in FACTOR_NAMES}
     coords["seed"] = list(study.seeds)
     coords["depth"] = list(range(1, study.world.max_depth + 1))
     coords["skill"] = list(range(study.world.num_skills))

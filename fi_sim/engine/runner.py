@@ -415,6 +415,7 @@ def merge(out: str | Path, study: Study | None = None, quiet: bool = False, stre
             raise ResultsError(f"{out}: no study.toml (the study was run from Python); pass the study to merge")
         study = loads_study(toml.read_text(), source=str(toml))
     layout = _existing_layout(out, study.hash)
+    assert layout is not None  # rd.manifest() above found the manifest, so the layout is read (or refused) from it
     plan = make_plan(study, layout["chunk_size"], layout["device_batch"])
     rd.study_hash = manifest["study_hash"]
     missing = (rd.missing("bases", [base_name(j) for j in plan.bases])

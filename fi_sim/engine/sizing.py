@@ -244,6 +244,7 @@ def size_plan(study, executor, *, chunk_size: int | None = None, device_batch: i
         sizing.groups.append(rec)
         need = None if rec.memory_bytes is None else rec.memory_bytes * (D if platform == "cpu" else 1)
         if need is not None and need > available:
+            assert rec.memory_bytes is not None  # `need` is computed from it
             per = rec.memory_bytes / device_batch
             fits = max(1, int(available // (per * (D if platform == "cpu" else 1))))
             remedies = []
@@ -334,9 +335,9 @@ def describe(sizing: Sizing, est: Estimate | None = None) -> str:
              f"devices: {sizing.num_devices} x {sizing.platform}; device batch {plan.device_batch} runs per device "
              f"({sizing.chosen_by}); base batch {BASE_BATCH}; {plan.num_chunks} chunk(s) of {plan.chunk_size} runs"]
     for g, rec in zip(plan.groups, sizing.groups):
-        mem = "unknown" if rec.memory_bytes is None else f"{rec.memory_bytes / 2**20:,.1f} MiB"
+        memory = "unknown" if rec.memory_bytes is None else f"{rec.memory_bytes / 2**20:,.1f} MiB"
         per_run = "" if rec.memory_bytes is None else f", about {rec.memory_bytes / plan.device_batch / 2**20:,.1f} MiB per run"
-        lines.append(f"  group {g.index}: compiled in {rec.compile_seconds:.1f}s; memory per device {mem}{per_run}")
+        lines.append(f"  group {g.index}: compiled in {rec.compile_seconds:.1f}s; memory per device {memory}{per_run}")
     mem = sizing.device_memory_bytes
     if mem is not None:
         need = mem * (sizing.num_devices if sizing.platform == "cpu" else 1)

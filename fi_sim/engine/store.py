@@ -39,6 +39,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -94,9 +95,10 @@ def storage_error(path, err: OSError) -> ResultsError:
     """A failed write as one line: the file, what the system said, and that nothing finished is lost."""
     code = _errno(err)
     meaning = _meaning(err)
-    hint = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (quota)",
-            errno.EROFS: "use a writable file system", errno.EACCES: "fix its permissions",
-            errno.EPERM: "fix its permissions"}.get(code, "fix the cause")
+    hints: dict[int | None, str] = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (quota)",
+                                    errno.EROFS: "use a writable file system", errno.EACCES: "fix its permissions",
+                                    errno.EPERM: "fix its permissions"}
+    hint = hints.get(code, "fix the cause")
     return ResultsError(f"{path}: cannot write ({meaning}); finished chunks are kept: {hint}, then run the same "
                         "command again to resume")
 
@@ -141,7 +143,7 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **cast(dict[str, Any], arrays))  # the stubs type **kwds against savez's bool keyword
     return buf.getvalue()
 
 
@@ -188,7 +190,7 @@ class DirectoryLock:
         self.process = None if process is None or process[1] <= 1 else process
         self.tag = "s" if self.process is None else f"p{self.process[0]}"
         self._fds: list[int] = []
-        self._token = None
+        self._token: contextvars.Token[str] | None = None
 
     def acquire(self) -> "DirectoryLock":
         import fcntl
@@ -277,6 +279,8 @@ UNKNOWN_CODE = "unknown"  # what a directory from before code identities were re
 
 
 class RunDirectory:
+    lock: DirectoryLock  # set (not created) by `engine.runner.prepare`: the lock its run holds while writing
+
     def __init__(self, path: Path, study_hash: str | None = None):
         self.path = Path(path)
         self.study_hash = study_hash
