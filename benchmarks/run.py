@@ -306,6 +306,20 @@ class Worker:
                 self.proc.kill()
 
 
+def gather(workers, cmd: str, kws=None) -> list:
+    """Send `cmd` to every worker at once (with its own keyword arguments), then every reply or WorkerError."""
+    kws = kws or [{}] * len(workers)
+    for w, kw in zip(workers, kws):
+        w.send(cmd, **kw)
+    replies = []
+    for w in workers:
+        try:
+            replies.append(w.receive())
+        except WorkerError as error:
+            replies.append(error)
+    return replies
+
+
 def warm_start(args, env: dict, n: int, device_batch: int) -> dict:
     """A fresh process with the persistent cache warm: seconds from its start to its first computed chunk (one
     device batch of runs on every device), and where they went."""
@@ -423,18 +437,32 @@ def main(argv=None) -> int:
                 w.receive()
             torch_info = tws[0].call("info")
             impls += ["torch_eager", "torch_batched"]
-            for i, w in enumerate(tws):  # one after another: the later ones find the inductor cache warm
-                s = setup["torch"][i] = {"eager": w.call("setup_eager"), "batched": {}, "compiled": {}}
+            # the first worker alone, then all the others at once: they find the inductor cache warm
+            for group in ([0], list(range(1, procs))):
+                for i in group:
+                    setup["torch"][i] = {"eager": None, "batched": {}, "compiled": {}}
+                for i, reply in zip(group, gather([tws[i] for i in group], "setup_eager")):
+                    if isinstance(reply, WorkerError):
+                        raise reply
+                    setup["torch"][i]["eager"] = reply
                 for n in ns:
-                    s["batched"][n] = w.call("setup_batched", n=shards(n, procs)[i], compiled=False)
-                    if args.skip_compile or compile_error:
-                        continue
-                    try:
-                        s["compiled"][n] = w.call("setup_batched", n=shards(n, procs)[i], compiled=True)
-                        say(f"  torch.compile worker {i} N={n}: {s['compiled'][n]['compile_s']:.1f}s")
-                    except WorkerError as error:
-                        compile_error = str(error)
-                        say(f"  torch.compile failed: {compile_error.splitlines()[0]}")
+                    for compiled in (False, True):
+                        if compiled and (args.skip_compile or compile_error) or not group:
+                            continue
+                        kind = "compiled" if compiled else "batched"
+                        replies = gather([tws[i] for i in group], "setup_batched",
+                                         [{"n": shards(n, procs)[i], "compiled": compiled} for i in group])
+                        for i, reply in zip(group, replies):
+                            if isinstance(reply, WorkerError):
+                                if not compiled:
+                                    raise reply
+                                compile_error = str(reply)
+                                say(f"  torch.compile failed: {compile_error.splitlines()[0]}")
+                            else:
+                                setup["torch"][i][kind][n] = reply
+                        if compiled and not compile_error:
+                            say(f"  torch.compile worker(s) {group} N={n}: "
+                                + ", ".join(f"{r['compile_s']:.1f}s" for r in replies))
             if not args.skip_compile and not compile_error:
                 impls.append("torch_compiled")
         samples = {impl: {n: [] for n in ns} for impl in impls}
