@@ -22,6 +22,7 @@ import os
 import pickle
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -494,6 +495,8 @@ def main(argv=None) -> int:
     finally:
         for w in workers:
             w.close()
+        for name in ("jax_cache", "inductor_cache"):  # the workers' logs stay, for a failure's story
+            shutil.rmtree(scratch / name, ignore_errors=True)
     result["wall_s"] = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
