@@ -31,7 +31,8 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
-# The engine benchmark (about 10 minutes on 2 CPU cores): prints the table, writes benchmarks/results.json.
+# The engine benchmark against a Python loop and three PyTorch peers, interleaved (about 20 minutes on 2 shared
+# CPU cores, torch.compile included): prints the table, writes benchmarks/results.json (benchmarks/README.md).
 # torch is a benchmark-only dependency, pinned (its CPU wheel); it is never a dependency of fi_sim.
 bench: $(STAMP)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "torch==2.13.0"

@@ -1,36 +1,84 @@
-"""fi_sim's engine benchmark: run-steps per second of the default world's post-training at N runs, against a
-Python loop over the same jitted single-run function and against an idiomatic PyTorch peer.
+"""fi_sim's engine benchmark: run-steps of the default world's post-training per CPU-second and per wall-second at
+N runs, against a Python loop over the same jitted single-run function and three PyTorch peers (an eager loop
+over runs, the runs batched by hand, the same under `torch.compile`).
 
     python -m benchmarks.run                       # CPU: the table, and benchmarks/results.json
-    python -m benchmarks.run --device gpu --out D  # the same on a GPU (see benchmarks/gpu.sh)
-    python -m benchmarks.run --quick               # a few seconds of each path (the smoke test)
+    python -m benchmarks.run --device gpu --out D  # the engine and the loop on a GPU (see benchmarks/gpu.sh)
+    python -m benchmarks.run --quick               # a minute of every path
 
-Every measurement runs in its own subprocess (so each has its own peak RSS and nothing is shared between the
-frameworks) and is repeated; the table quotes medians. See benchmarks/README.md for what is measured and how.
+Every implementation is timed interleaved with the others, in a rotating order, in long-lived worker processes
+driven in lock-step (one JAX worker; one PyTorch worker per core): while one implementation is timed, every other
+worker waits on its pipe, so all of them see the same machine, and each worker's CPU time is its own. The table
+quotes medians over the repeats, and ratios are medians of the ratios paired within a repeat. See
+benchmarks/README.md for what is measured and how.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import pickle
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_NS = (1, 16, 256, 1024, 4096)
+DEFAULT_NS = (1, 16, 64, 256)
+PEERS = ("loop", "torch_eager", "torch_batched", "torch_compiled")
+IMPLS = ("engine",) + PEERS
+LABELS = {"engine": "engine", "loop": "py loop", "torch_eager": "eager", "torch_batched": "batched",
+          "torch_compiled": "compiled"}
 
 
-# ---------------------------------------------------------------------------------------------- children
-def _peak_rss_mb() -> float:
+def cpu_seconds() -> float:
+    """This process's CPU time, every thread's, user and system."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def timed(fn):
+    t, c = time.perf_counter(), cpu_seconds()
+    out = fn()
+    return {"wall": time.perf_counter() - t, "cpu": cpu_seconds() - c}, out
+
+
+def load_average() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError):
+        return None
+
+
+def shards(n: int, workers: int) -> list[int]:
+    """n runs dealt to `workers` processes as evenly as possible."""
+    return [n // workers + (i < n % workers) for i in range(workers)]
+
+
+def schedule(impls, ns, repeats: int) -> list[tuple[int, int, str]]:
+    """(repeat, N, implementation) in timing order: for each repeat and N, every implementation once, the order
+    rotated by one place at every (repeat, N), so that each implementation takes every position equally often."""
+    out = []
+    for r in range(repeats):
+        for j, n in enumerate(ns):
+            k = (r + j) % len(impls)
+            out += [(r, n, impl) for impl in list(impls[k:]) + list(impls[:k])]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- workers
 def _setup_jax(device: str):
     if device == "cpu":
         from fi_sim.cli import configure_host_devices
@@ -39,36 +87,13 @@ def _setup_jax(device: str):
         configure_host_devices()
     import jax
 
-    platform_ = jax.devices()[0].platform
-    if device == "gpu" and platform_ != "gpu":
+    if device == "gpu" and jax.devices()[0].platform != "gpu":
         raise SystemExit(f"--device gpu: JAX sees no GPU (devices: {jax.devices()}); install jax with CUDA "
                          "support in this environment (e.g. pip install 'jax[cuda12]' from a local wheel mirror)")
     from fi_sim.engine import cache
 
     cache.enable()
     return jax
-
-
-def child_matmul(args) -> dict:
-    jax = _setup_jax(args.device)
-    import jax.numpy as jnp
-    import numpy as np
-
-    from fi_sim.engine.sizing import matmul_flops_per_second
-
-    devices = jax.local_devices()
-    all_devices = matmul_flops_per_second(devices, size=args.matmul_size, repeats=args.repeats)
-    a = jnp.ones((2 * args.matmul_size,) * 2, jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    times = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        times.append(time.perf_counter() - t)
-    one = 2 * (2 * args.matmul_size) ** 3 / float(np.median(times))
-    return {"all_devices_flops": all_devices, "one_device_flops": one, "peak_flops": max(all_devices, one),
-            "devices": len(devices), "platform": devices[0].platform, "device_kind": devices[0].device_kind}
 
 
 def _device_batch(ex, row, example, n: int, requested: int | None) -> int:
@@ -87,199 +112,391 @@ def _device_batch(ex, row, example, n: int, requested: int | None) -> int:
     return b
 
 
-def child_jax(args) -> dict:
+class JaxWorker:
+    """The engine and the Python loop over the jitted single run, in one process (they share JAX)."""
+
+    def __init__(self, device: str, steps: int, peer_file: str):
+        self.jax = _setup_jax(device)
+        from benchmarks import workload
+        from fi_sim.engine import execute
+
+        self.workload, self.steps = workload, steps
+        self.row = workload.make_row(steps)
+        self.ex = execute.Executor(execute.local_devices())
+        self.batches, self.loop = {}, None
+        with open(peer_file, "wb") as f:  # the PyTorch workers' configuration and base weights (they import no JAX)
+            base = self.jax.tree.map(lambda x: __import__("numpy").asarray(x), workload.base_params())
+            pickle.dump({"config": workload.peer_config_fields(), "base": base}, f)
+
+    def info(self) -> dict:
+        d = self.ex.devices[0]
+        return {"devices": self.ex.num_devices, "platform": d.platform, "device_kind": d.device_kind,
+                "jax": self.jax.__version__, "workload": self.workload.describe(),
+                "model_flops_per_run_step": self.workload.model_flops_per_run_step()}
+
+    def matmul(self, size: int) -> dict:
+        """One sample of the dense float32 matmul rate: every device at once (a (2*size)^2 product on one device
+        when that is faster), wall and CPU time."""
+        import jax.numpy as jnp
+
+        from fi_sim.engine.sizing import matmul_flops_per_second
+
+        all_devices = matmul_flops_per_second(self.ex.devices, size=size, repeats=3)
+        if not hasattr(self, "_mm"):
+            self._mm = self.jax.jit(lambda x: x @ x)
+            self._a = jnp.ones((2 * size,) * 2, jnp.float32) / size
+            self._mm(self._a).block_until_ready()
+        t, _ = timed(lambda: self._mm(self._a).block_until_ready())
+        flops = 2 * (2 * size) ** 3
+        return {"all_devices_flops": all_devices, "one_device_flops": flops / t["wall"], "one_device_flops_per_cpu_s": flops / t["cpu"],
+                "one_device_wall": t["wall"], "one_device_cpu": t["cpu"]}
+
+    def setup_engine(self, n: int, device_batch: int | None) -> dict:
+        from fi_sim.engine import execute
+
+        example = self.workload.inputs(0, 1)
+        t, b = timed(lambda: _device_batch(self.ex, self.row, example, n, device_batch))
+        t2, _ = timed(lambda: self.ex.compile(self.row, example, b))
+        self.batches[n] = b
+        per_call = b * self.ex.num_devices
+        self.ex.map(self.row, self.workload.inputs(0, min(n, per_call)), b)  # first calls, thread pool, allocator
+        mem = execute.memory_bytes(self.ex.compile(self.row, example, b))
+        return {"device_batch": b, "devices_used": min(self.ex.num_devices, -(-n // b)),
+                "compile_s": t["wall"] + t2["wall"], "compile_cpu_s": t["cpu"] + t2["cpu"],
+                "device_memory_per_call_mb": None if mem is None else mem / 2**20, "peak_rss_mb": peak_rss_mb()}
+
+    def setup_loop(self) -> dict:
+        self.loop = self.jax.jit(self.row)
+        t, _ = timed(lambda: self.jax.block_until_ready(self.loop(*self.workload.one_input(10_000))))
+        return {"compile_s": t["wall"], "peak_rss_mb": peak_rss_mb()}
+
+    def engine(self, n: int, first: int) -> dict:
+        x = self.workload.inputs(first, n)
+        t, out = timed(lambda: self.ex.map(self.row, x, self.batches[n]))
+        finite = all(bool(self.jax.numpy.isfinite(v).all()) for v in self.jax.tree.leaves(out))
+        return {**t, "run_steps": n * self.steps, "finite": finite}
+
+    def loop_runs(self, runs: int, first: int) -> dict:
+        xs = [self.workload.one_input(first + i) for i in range(runs)]
+
+        def go():  # a Python loop over runs, one jitted call each (dispatched asynchronously, synchronised once)
+            return self.jax.block_until_ready([self.loop(*x) for x in xs])
+
+        t, _ = timed(go)
+        return {**t, "run_steps": runs * self.steps}
+
+
+class TorchWorker:
+    """The PyTorch peers in one process with a fixed number of intra-op threads (see `--torch-layout`)."""
+
+    def __init__(self, threads: int, steps: int, peer_file: str):
+        import torch
+
+        from benchmarks import torch_peer
+
+        torch.set_num_threads(threads)
+        self.torch, self.steps, self.batched, self.compiled = torch, steps, {}, {}
+        with open(peer_file, "rb") as f:
+            peer = pickle.load(f)
+        self.c = torch_peer.PeerConfig(**peer["config"])
+        self.state = torch_peer.base_state_from_jax(peer["base"], self.c)
+
+    def info(self) -> dict:
+        import torch
+
+        return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                "interop_threads": torch.get_num_interop_threads(),
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "mkldnn": torch.backends.mkldnn.is_available()}
+
+    def setup_eager(self) -> dict:
+        from benchmarks import torch_peer
+
+        t, _ = timed(lambda: torch_peer.train_run(self.c, self.state, 10_000, 1))
+        return {"warmup_s": t["wall"], "peak_rss_mb": peak_rss_mb()}
+
+    def setup_batched(self, n: int, compiled: bool) -> dict:
+        from benchmarks import torch_batched
+
+        if n == 0:
+            return {"compile_s": 0.0}
+        t, runs = timed(lambda: torch_batched.Runs(self.c, self.state, n, compiled=compiled))
+        out = {"setup_s": t["wall"], "compile_s": runs.compile_s, "peak_rss_mb": peak_rss_mb()}
+        if compiled:  # the compiled functions give the eager ones' logits
+            eager = self.batched.get(n) or torch_batched.Runs(self.c, self.state, n)
+            prompts = self.torch.randint(0, self.c.vocab_size, (n, 4, self.c.prompt_length))
+            with self.torch.no_grad():
+                a = runs.prefill(runs.base, prompts, self.c)[0]
+                b = eager.prefill(eager.base, prompts, self.c)[0]
+            out["max_abs_diff_vs_eager"] = float((a - b).abs().max())
+        (self.compiled if compiled else self.batched)[n] = runs
+        runs.train(seed=10_000, steps=1)  # warm-up at this N
+        return out
+
+    def run(self, kind: str, n: int, seed: int) -> dict:
+        from benchmarks import torch_peer
+
+        if n == 0:
+            return {"wall": 0.0, "cpu": 0.0, "run_steps": 0, "finite": True}
+        if kind == "torch_eager":
+            t, logs = timed(lambda: [torch_peer.train_run(self.c, self.state, seed + i, self.steps) for i in range(n)])
+            finite = all(math.isfinite(v) for log in logs for v in log["kl"])
+        else:
+            runs = (self.compiled if kind == "torch_compiled" else self.batched)[n]
+            t, log = timed(lambda: runs.train(seed, self.steps))
+            finite = bool(self.torch.isfinite(log["checksum"]).all())
+        return {**t, "run_steps": n * self.steps, "finite": finite, "peak_rss_mb": peak_rss_mb()}
+
+
+def worker_main(args) -> int:
+    proto = os.fdopen(os.dup(1), "w")  # replies on a private copy of stdout; anything else printed goes to stderr
+    os.dup2(2, 1)
+    if args.worker == "jax":
+        worker = JaxWorker(args.device, args.steps, args.peer_file)
+    else:
+        worker = TorchWorker(args.threads, args.steps, args.peer_file)
+    proto.write(json.dumps({"ready": True}) + "\n")
+    proto.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            reply = getattr(worker, request.pop("cmd"))(**request)
+        except Exception as error:  # noqa: BLE001 (any failure is the parent's to report, e.g. torch.compile's)
+            reply = {"error": f"{type(error).__name__}: {str(error)[:2000]}", "traceback": traceback.format_exc()}
+        proto.write(json.dumps(reply) + "\n")
+        proto.flush()
+    return 0
+
+
+class WorkerError(RuntimeError):
+    pass
+
+
+class Worker:
+    """A worker process driven over its pipes: `send` a request, `receive` its reply."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path):
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.run"] + argv, cwd=ROOT, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log.open("w"),
+                                     text=True)
+
+    def send(self, cmd: str, **kw) -> None:
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **kw}) + "\n")
+        self.proc.stdin.flush()
+
+    def receive(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise WorkerError(f"worker {self.name} exited ({self.proc.wait()}):\n{self.log.read_text()[-4000:]}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise WorkerError(f"worker {self.name}: {reply['error']}\n{reply.get('traceback', '')[-3000:]}")
+        return reply
+
+    def call(self, cmd: str, **kw) -> dict:
+        self.send(cmd, **kw)
+        return self.receive()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def gather(workers, cmd: str, kws=None) -> list:
+    """Send `cmd` to every worker at once (with its own keyword arguments), then every reply or WorkerError."""
+    kws = kws or [{}] * len(workers)
+    for w, kw in zip(workers, kws):
+        w.send(cmd, **kw)
+    replies = []
+    for w in workers:
+        try:
+            replies.append(w.receive())
+        except WorkerError as error:
+            replies.append(error)
+    return replies
+
+
+def warm_start(args, env: dict, n: int, device_batch: int) -> dict:
+    """A fresh process with the persistent cache warm: seconds from its start to its first computed chunk (one
+    device batch of runs on every device), and where they went."""
+    argv = [sys.executable, "-m", "benchmarks.run", "--warm-start-child", "--device", args.device,
+            "--steps", str(args.steps), "--n", str(n), "--device-batch", str(device_batch)]
+    t0 = time.time()
+    r = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.timeout,
+                       check=False)
+    if r.returncode != 0:
+        raise WorkerError(f"warm start failed:\n{r.stderr[-3000:]}")
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out["start_to_first_chunk_s"] = out.pop("first_chunk_at") - t0
+    out["process_s"] = time.time() - t0
+    return out
+
+
+def warm_start_child(args) -> int:
+    t = time.perf_counter()
     jax = _setup_jax(args.device)
     from benchmarks import workload
     from fi_sim.engine import execute
 
-    n, steps = args.n, args.steps
-    row = workload.make_row(steps)
+    row = workload.make_row(args.steps)
     ex = execute.Executor(execute.local_devices())
-    example = workload.inputs(0, 1)
-    t = time.perf_counter()
-    b = _device_batch(ex, row, example, n, args.device_batch)
-    ex.compile(row, example, b)
-    compile_s = time.perf_counter() - t
-    per_call = b * ex.num_devices
-    devices_used = min(ex.num_devices, -(-n // b))
-    ex.map(row, workload.inputs(0, min(n, per_call)), b)  # warm-up: first calls, thread pool, allocator
-    samples, seconds, cpu = [], [], []
-    if n <= per_call:  # one call holds every run: repeat the whole measurement
-        for r in range(args.repeats):
-            x = workload.inputs(r * n, n)
-            t, c = time.perf_counter(), time.process_time()
-            out = ex.map(row, x, b)
-            seconds.append(time.perf_counter() - t)
-            cpu.append(time.process_time() - c)
-            samples.append(n * steps / seconds[-1])
-        total = statistics.median(seconds)
-    else:  # the N runs once, in `repeats` segments of whole calls, each timed
-        size = -(-n // args.repeats)
-        size = -(-size // per_call) * per_call
-        first = 0
-        while first < n:
-            count = min(size, n - first)
-            x = workload.inputs(first, count)
-            t, c = time.perf_counter(), time.process_time()
-            out = ex.map(row, x, b)
-            seconds.append(time.perf_counter() - t)
-            cpu.append(time.process_time() - c)
-            samples.append(count * steps / seconds[-1])
-            first += count
-        total = sum(seconds)
-    finite = bool(all(map(lambda v: bool(jax.numpy.isfinite(v).all()), jax.tree.leaves(out))))
-    mem = execute.memory_bytes(ex.compile(row, example, b))
+    imported = time.perf_counter()
+    x = workload.inputs(0, args.n)
+    ex.compile(row, x, args.device_batch)
+    loaded = time.perf_counter()
+    ex.map(row, x, args.device_batch)
+    done = time.time()
+    computed = time.perf_counter()
     ex.close()
-    return {"n": n, "steps": steps, "device_batch": b, "devices": ex.num_devices, "devices_used": devices_used,
-            "compile_s": compile_s, "samples": samples, "median": statistics.median(samples),
-            "all_runs_rate": n * steps / total, "seconds": seconds, "cpu_seconds": cpu, "finite": finite,
-            "cores_busy": sum(cpu) / sum(seconds), "per_cpu_second": statistics.median(
-                [s * w / c for s, w, c in zip(samples, seconds, cpu)]),
-            "device_memory_per_call_mb": None if mem is None else mem / 2**20,
-            "device_memory_per_run_mb": None if mem is None else mem / b / 2**20, "peak_rss_mb": _peak_rss_mb()}
-
-
-def child_loop(args) -> dict:
-    jax = _setup_jax(args.device)
-    from benchmarks import workload
-
-    steps, runs = args.steps, args.runs
-    f = jax.jit(workload.make_row(steps))
-    t = time.perf_counter()
-    jax.block_until_ready(f(*workload.one_input(10_000)))  # compile + warm-up
-    compile_s = time.perf_counter() - t
-    samples, per_cpu, busy = [], [], []
-    for r in range(args.repeats):
-        xs = [workload.one_input(r * runs + i) for i in range(runs)]
-        t, c = time.perf_counter(), time.process_time()
-        outs = [f(*x) for x in xs]  # a Python loop over runs, one jitted call each
-        jax.block_until_ready(outs)
-        wall, cpu = time.perf_counter() - t, time.process_time() - c
-        samples.append(runs * steps / wall)
-        per_cpu.append(runs * steps / cpu)
-        busy.append(cpu / wall)
-    return {"runs": runs, "steps": steps, "compile_s": compile_s, "samples": samples,
-            "median": statistics.median(samples), "per_cpu_second": statistics.median(per_cpu),
-            "cores_busy": statistics.median(busy), "peak_rss_mb": _peak_rss_mb()}
-
-
-def child_torch(args) -> dict:
-    # the task tables and shapes come from the JAX side (read on CPU only), the weights from the same base
-    os.environ["JAX_PLATFORMS"] = "cpu"
-    import torch
-
-    from benchmarks import torch_peer, workload
-
-    c = workload.peer_config()
-    state = torch_peer.base_state_from_jax(workload.base_params(), c)
-    device = torch.device(args.torch_device)
-    if device.type != "cpu":
-        raise SystemExit("the PyTorch peer is defined as eager CPU PyTorch (see benchmarks/README.md)")
-    samples, per_cpu = torch_peer.measure(c, state, args.runs, args.steps, args.repeats, args.threads)
-    return {"runs": args.runs, "steps": args.steps, "samples": samples, "median": statistics.median(samples),
-            "per_cpu_second": statistics.median(per_cpu),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "peak_rss_mb": _peak_rss_mb()}
-
-
-CHILDREN = {"matmul": child_matmul, "jax": child_jax, "loop": child_loop, "torch": child_torch}
+    print(json.dumps({"first_chunk_at": done, "import_s": imported - t, "compile_or_load_s": loaded - imported,
+                      "compute_s": computed - loaded, "cache_dir": jax.config.jax_compilation_cache_dir}))
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- the parent
-def spawn(kind: str, args, **extra) -> dict:
-    argv = [sys.executable, "-m", "benchmarks.run", "--child", kind, "--device", args.device,
-            "--steps", str(extra.pop("steps", args.steps)), "--repeats", str(extra.pop("repeats", args.repeats))]
-    for k, v in extra.items():
-        if v is not None:
-            argv += [f"--{k.replace('_', '-')}", str(v)]
-    env = dict(os.environ)
-    t = time.perf_counter()
-    r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=args.timeout)
-    if r.returncode != 0:
-        raise SystemExit(f"benchmark child {kind} {extra} failed:\n{r.stderr[-4000:]}")
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    out["wall_s"] = time.perf_counter() - t
-    if not args.quiet:
-        print(f"  {kind} {extra or ''}: median {out.get('median', out.get('peak_flops', 0)):,.1f} "
-              f"({out['wall_s']:.0f}s)", file=sys.stderr, flush=True)
-    return out
-
-
-def load_average() -> float | None:
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError):
-        return None
+def median(xs):
+    xs = [x for x in xs if not math.isnan(x)]
+    return statistics.median(xs) if xs else float("nan")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="the engine's and the loop's device")
     p.add_argument("--out", default=str(ROOT / "benchmarks"), help="directory for results.json")
     p.add_argument("--ns", default=",".join(map(str, DEFAULT_NS)), help="numbers of runs N")
     p.add_argument("--steps", type=int, default=10, help="post-training steps per run (the same for every N)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repetitions (or segments) per measurement")
-    p.add_argument("--loop-runs", type=int, default=16, help="runs timed in the Python loop (its rate does not "
-                   "depend on N)")
-    p.add_argument("--torch-runs", type=int, default=4, help="runs timed in the PyTorch loop")
-    p.add_argument("--torch-repeats", type=int, default=3)
-    p.add_argument("--torch-device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="PyTorch intra-op threads (default: its own)")
+    p.add_argument("--repeats", type=int, default=5, help="rounds of the interleaved schedule")
+    p.add_argument("--loop-runs", type=int, default=16, help="runs per timing of the two loops over runs (their "
+                   "rate does not depend on N): min(N, this)")
+    p.add_argument("--torch-layout", default=None, help="PyTorch processes x intra-op threads each, e.g. 2x1 "
+                   "(default: one single-threaded process per core)")
     p.add_argument("--device-batch", type=int, default=None, help="runs per device per call (default: engine)")
     p.add_argument("--matmul-size", type=int, default=1024)
     p.add_argument("--skip-torch", action="store_true")
-    p.add_argument("--quick", action="store_true", help="tiny settings: checks every path in a minute")
+    p.add_argument("--skip-compile", action="store_true", help="no torch.compile peer")
+    p.add_argument("--warm-starts", type=int, default=3, help="fresh processes timed with the cache warm")
+    p.add_argument("--quick", action="store_true", help="tiny settings: checks every path in a few minutes")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--timeout", type=float, default=1800)
-    p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
+    p.add_argument("--warm-start-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--peer-file", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--runs", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.child:
-        print(json.dumps(CHILDREN[args.child](args)))
-        return 0
+    if args.worker:
+        return worker_main(args)
+    if args.warm_start_child:
+        return warm_start_child(args)
     if args.quick:
-        args.ns, args.steps, args.repeats = "1,4", 2, 2
-        args.loop_runs, args.torch_runs, args.torch_repeats, args.matmul_size = 2, 1, 1, 256
+        args.ns, args.steps, args.repeats, args.loop_runs, args.matmul_size, args.warm_starts = "1,4", 2, 2, 2, 256, 1
     ns = [int(x) for x in args.ns.split(",")]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    procs, threads = map(int, (args.torch_layout or f"{cores}x1").split("x"))
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     t0, load0 = time.perf_counter(), load_average()
-    from benchmarks import workload
-
-    if not args.quiet:
-        print(f"benchmark: {workload.describe()}; {args.steps} steps per run; device {args.device}",
-              file=sys.stderr)
-    matmul = spawn("matmul", args, matmul_size=args.matmul_size)
-    jax_res = {n: spawn("jax", args, n=n, device_batch=args.device_batch) for n in ns}
-    loop_runs = {n: min(n, args.loop_runs) for n in ns}
-    loop_res = {r: spawn("loop", args, runs=r) for r in sorted(set(loop_runs.values()))}
-    torch_res = {}
-    if not args.skip_torch:
-        torch_runs = {n: min(n, args.torch_runs) for n in ns}
-        torch_res = {r: spawn("torch", args, runs=r, repeats=args.torch_repeats, torch_device=args.torch_device,
-                              threads=args.threads) for r in sorted(set(torch_runs.values()))}
-    flops_per_step = workload.model_flops_per_run_step()
-    peak = matmul["peak_flops"]
-    result = {
-        "settings": {"device": args.device, "steps_per_run": args.steps, "repeats": args.repeats,
-                     "loop_runs": args.loop_runs, "torch_runs": args.torch_runs, "workload": workload.describe(),
-                     "model_flops_per_run_step": flops_per_step, "machine": platform.processor() or platform.machine(),
-                     "cpu_count": os.cpu_count(), "load_average_start": load0, "load_average_end": load_average(),
-                     "python": platform.python_version(), "command": " ".join(["python -m benchmarks.run"] + (argv or sys.argv[1:]))},
-        "run_steps_per_s": {str(n): jax_res[n]["median"] for n in ns},
-        "loop_run_steps_per_s": {str(n): loop_res[loop_runs[n]]["median"] for n in ns},
-        "torch_run_steps_per_s": {str(n): torch_res[min(n, args.torch_runs)]["median"] for n in ns} if torch_res else {},
-        "ratio_vs_loop": {str(n): jax_res[n]["median"] / loop_res[loop_runs[n]]["median"] for n in ns},
-        "ratio_vs_torch": ({str(n): jax_res[n]["median"] / torch_res[min(n, args.torch_runs)]["median"] for n in ns}
-                           if torch_res else {}),
-        "model_flops_per_s": {str(n): jax_res[n]["median"] * flops_per_step for n in ns},
-        "matmul_flops_per_s": peak,
-        "roofline_fraction": {str(n): jax_res[n]["median"] * flops_per_step / peak for n in ns},
-        "peak_rss_mb": {str(n): jax_res[n]["peak_rss_mb"] for n in ns},
-        "peak_rss_mb_per_run": {str(n): jax_res[n]["peak_rss_mb"] / n for n in ns},
-        "details": {"matmul": matmul, "jax": {str(n): v for n, v in jax_res.items()},
-                    "loop": {str(r): v for r, v in loop_res.items()}, "torch": {str(r): v for r, v in torch_res.items()}},
-        "wall_s": None,
-    }
+    scratch = Path(tempfile.mkdtemp(prefix="fi_sim_bench_"))
+    env = dict(os.environ)
+    env["FI_SIM_CACHE_DIR"] = str(scratch / "jax_cache")  # empty: the first compile of each shape is cold
+    torch_env = dict(env, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE",
+                     TORCHINDUCTOR_CACHE_DIR=str(scratch / "inductor_cache"), JAX_PLATFORMS="cpu")
+    peer_file = str(scratch / "peer.pkl")
+    common = ["--device", args.device, "--steps", str(args.steps), "--peer-file", peer_file]
+    workers = []
+    try:
+        jw = Worker("jax", ["--worker", "jax"] + common, env, scratch)
+        workers.append(jw)
+        jw.receive()
+        info = jw.call("info")
+        say(f"benchmark: {info['workload']}; {args.steps} steps per run; engine on {info['devices']} x "
+            f"{info['platform']}; logs in {scratch}")
+        setup = {"engine": {}, "torch": {}}
+        for n in ns:
+            setup["engine"][n] = jw.call("setup_engine", n=n, device_batch=args.device_batch)
+            say(f"  engine N={n}: device batch {setup['engine'][n]['device_batch']}, compile "
+                f"{setup['engine'][n]['compile_s']:.1f}s")
+        setup["loop"] = jw.call("setup_loop")
+        largest = max(ns)
+        starts = []
+        for _ in range(args.warm_starts):
+            starts.append(warm_start(args, env, min(largest, setup["engine"][largest]["device_batch"] * info["devices"]),
+                                     setup["engine"][largest]["device_batch"]))
+            say(f"  warm start: first chunk after {starts[-1]['start_to_first_chunk_s']:.1f}s")
+        impls = ["engine", "loop"]
+        torch_info, compile_error = None, None
+        if not args.skip_torch:
+            tws = [Worker(f"torch{i}", ["--worker", "torch", "--threads", str(threads)] + common, torch_env, scratch)
+                   for i in range(procs)]
+            workers += tws
+            for w in tws:
+                w.receive()
+            torch_info = tws[0].call("info")
+            impls += ["torch_eager", "torch_batched"]
+            # the first worker alone, then all the others at once: they find the inductor cache warm
+            for group in ([0], list(range(1, procs))):
+                for i in group:
+                    setup["torch"][i] = {"eager": None, "batched": {}, "compiled": {}}
+                for i, reply in zip(group, gather([tws[i] for i in group], "setup_eager")):
+                    if isinstance(reply, WorkerError):
+                        raise reply
+                    setup["torch"][i]["eager"] = reply
+                for n in ns:
+                    for compiled in (False, True):
+                        if compiled and (args.skip_compile or compile_error) or not group:
+                            continue
+                        kind = "compiled" if compiled else "batched"
+                        replies = gather([tws[i] for i in group], "setup_batched",
+                                         [{"n": shards(n, procs)[i], "compiled": compiled} for i in group])
+                        for i, reply in zip(group, replies):
+                            if isinstance(reply, WorkerError):
+                                if not compiled:
+                                    raise reply
+                                compile_error = str(reply)
+                                say(f"  torch.compile failed: {compile_error.splitlines()[0]}")
+                            else:
+                                setup["torch"][i][kind][n] = reply
+                        if compiled and not compile_error:
+                            say(f"  torch.compile worker(s) {group} N={n}: "
+                                + ", ".join(f"{r['compile_s']:.1f}s" for r in replies))
+            if not args.skip_compile and not compile_error:
+                impls.append("torch_compiled")
+        samples = {impl: {n: [] for n in ns} for impl in impls}
+        matmul, loads = [], []
+        plan = schedule(impls, ns, args.repeats)
+        for k, (r, n, impl) in enumerate(plan):
+            if k == 0 or plan[k - 1][0] != r:
+                matmul.append(jw.call("matmul", size=args.matmul_size))
+                loads.append(load_average())
+            if impl == "engine":
+                s = jw.call("engine", n=n, first=r * n)
+            elif impl == "loop":
+                s = jw.call("loop_runs", runs=min(n, args.loop_runs), first=100_000 + r * args.loop_runs)
+            else:
+                count = min(n, args.loop_runs) if impl == "torch_eager" else n
+                parts = shards(count, procs)
+                for i, w in enumerate(tws):
+                    w.send("run", kind=impl, n=parts[i], seed=1000 * r + sum(parts[:i]))
+                replies = [w.receive() for w in tws]
+                s = {"wall": max(x["wall"] for x in replies), "cpu": sum(x["cpu"] for x in replies),
+                     "run_steps": sum(x["run_steps"] for x in replies), "finite": all(x["finite"] for x in replies),
+                     "per_worker": replies}
+            s["position"] = k % len(impls)  # its place in this (repeat, N)'s order
+            samples[impl][n].append(s)
+            say(f"  repeat {r} N={n} {impl}: {s['run_steps'] / s['wall']:,.1f} run-steps/s, "
+                f"{s['run_steps'] / s['cpu']:,.1f} per CPU-s")
+        result = summarize(args, argv, info, torch_info, setup, samples, matmul, starts, compile_error,
+                           {"start": load0, "during": loads, "end": load_average()}, (procs, threads))
+    finally:
+        for w in workers:
+            w.close()
+        for name in ("jax_cache", "inductor_cache"):  # the workers' logs stay, for a failure's story
+            shutil.rmtree(scratch / name, ignore_errors=True)
     result["wall_s"] = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -289,37 +506,101 @@ def main(argv=None) -> int:
     return 0
 
 
+def summarize(args, argv, info, torch_info, setup, samples, matmul, starts, compile_error, load, layout) -> dict:
+    ns = sorted(samples["engine"])
+    rate = {"wall": lambda s: s["run_steps"] / s["wall"], "cpu": lambda s: s["run_steps"] / s["cpu"]}
+    per = {kind: {impl: {str(n): median([f(s) for s in samples[impl][n]]) for n in ns} for impl in samples}
+           for kind, f in rate.items()}
+    # paired: the engine against a peer within the same repeat (the same moment of the machine)
+    ratio = {kind: {peer: {str(n): median([f(e) / f(q) for e, q in zip(samples["engine"][n], samples[peer][n])])
+                           for n in ns} for peer in samples if peer != "engine"} for kind, f in rate.items()}
+    flops_per_step = info["model_flops_per_run_step"]
+    peak = max(median([m["one_device_flops"] for m in matmul]), median([m["all_devices_flops"] for m in matmul]))
+    peak_per_cpu = median([m["one_device_flops_per_cpu_s"] for m in matmul])
+    eng, busy = setup["engine"], {impl: {str(n): median([s["cpu"] / s["wall"] for s in samples[impl][n]])
+                                         for n in ns} for impl in samples}
+    compiled = {str(n): max(w["compiled"][n]["compile_s"] for w in setup["torch"].values() if n in w["compiled"])
+                for n in ns if any(n in w["compiled"] for w in setup["torch"].values())}
+    procs, threads = layout
+    return {
+        "settings": {"device": args.device, "steps_per_run": args.steps, "repeats": args.repeats,
+                     "loop_runs": args.loop_runs, "torch_runs": args.loop_runs, "workload": info["workload"],
+                     "model_flops_per_run_step": flops_per_step, "machine": platform.processor() or platform.machine(),
+                     "cpu_count": os.cpu_count(), "load_average_start": load["start"], "load_average_end": load["end"],
+                     "load_average_per_repeat": load["during"], "nice": os.nice(0), "python": platform.python_version(),
+                     "jax": info["jax"], "engine_devices": info["devices"], "platform": info["platform"],
+                     "torch": torch_info and torch_info["torch"],
+                     "torch_layout": {"processes": procs, "threads_per_process": threads, "omp_wait_policy": "PASSIVE",
+                                      "adam": "fused"},
+                     "command": " ".join(["python -m benchmarks.run"] + list(argv if argv is not None else sys.argv[1:]))},
+        # run-steps per wall-second, medians (the keys experiments/paper_figures.py reads)
+        "run_steps_per_s": per["wall"]["engine"],
+        "loop_run_steps_per_s": per["wall"]["loop"],
+        "torch_run_steps_per_s": per["wall"].get("torch_eager", {}),
+        "ratio_vs_loop": ratio["wall"]["loop"],
+        "ratio_vs_torch": ratio["wall"].get("torch_eager", {}),
+        # every implementation per CPU-second and per wall-second, and the engine's paired ratio against each peer
+        "run_steps_per_cpu_s": per["cpu"],
+        "run_steps_per_wall_s": per["wall"],
+        "ratio_per_cpu_s": ratio["cpu"],
+        "ratio_per_wall_s": ratio["wall"],
+        "cores_busy": busy,
+        "model_flops_per_s": {str(n): per["wall"]["engine"][str(n)] * flops_per_step for n in ns},
+        "matmul_flops_per_s": peak,
+        "matmul_flops_per_cpu_s": peak_per_cpu,
+        "roofline_fraction": {str(n): per["wall"]["engine"][str(n)] * flops_per_step / peak for n in ns},
+        "roofline_fraction_per_cpu_s": {str(n): per["cpu"]["engine"][str(n)] * flops_per_step / peak_per_cpu
+                                        for n in ns},
+        "peak_rss_mb": {str(n): eng[n]["peak_rss_mb"] for n in ns},
+        "peak_rss_mb_per_run": {str(n): eng[n]["peak_rss_mb"] / n for n in ns},
+        "compile_s": {"engine": {str(n): eng[n]["compile_s"] for n in ns}, "engine_cold": eng[ns[0]]["compile_s"],
+                      "loop": setup["loop"]["compile_s"], "torch_compiled": compiled,
+                      "torch_compiled_cold": (setup["torch"].get(0, {}).get("compiled", {}).get(ns[0], {})
+                                              .get("compile_s"))},
+        "warm_start_s": median([s["start_to_first_chunk_s"] for s in starts]) if starts else None,
+        "torch_compile_error": compile_error,
+        "details": {"setup": {k: ({str(n): v for n, v in setup[k].items()} if k == "engine" else setup[k])
+                              for k in setup}, "warm_starts": starts, "matmul": matmul,
+                    "samples": {impl: {str(n): v for n, v in d.items()} for impl, d in samples.items()},
+                    "torch": torch_info},
+        "wall_s": None,
+    }
+
+
 def table(r: dict) -> str:
     s = r["settings"]
-    d = r["details"]
+    impls = [i for i in IMPLS if i in r["run_steps_per_cpu_s"]]
+    peers = [i for i in impls if i != "engine"]
+    lay = s["torch_layout"]
     lines = [
         f"fi_sim engine benchmark — {s['workload']}; {s['steps_per_run']} post-training steps per run",
-        f"device: {d['matmul']['devices']} x {d['matmul']['platform']} ({d['matmul']['device_kind']}); "
-        f"dense matmul {r['matmul_flops_per_s'] / 1e9:,.0f} GFLOP/s; model {s['model_flops_per_run_step'] / 1e6:,.0f} "
-        f"MFLOP per run-step; load average {s['load_average_start']} -> {s['load_average_end']}",
-        "medians of repeated measurements (run-steps per second)",
-        "",
-        f"{'N':>6} {'engine':>9} {'py loop':>9} {'torch':>9} {'x loop':>7} {'x torch':>8} {'GFLOP/s':>8} "
-        f"{'roofline':>9} {'peak RSS MB':>12} {'MB/run':>8} {'batch':>6} {'cores':>6} {'per CPU-s':>10}",
+        (f"engine on {s['engine_devices']} x {s['platform']}; PyTorch {s['torch']} as {lay['processes']} process(es) x "
+         f"{lay['threads_per_process']} thread(s); model {s['model_flops_per_run_step'] / 1e6:,.0f} MFLOP per run-step; "
+         f"load average {s['load_average_start']} -> {s['load_average_end']}"),
+        f"medians over {s['repeats']} interleaved repeats; ratios: engine / peer, paired within a repeat",
     ]
+    for kind, title in (("cpu", "run-steps per CPU-second"), ("wall", "run-steps per wall-second")):
+        rates, ratios = r[f"run_steps_per_{kind}_s"], r[f"ratio_per_{kind}_s"]
+        lines += ["", title,
+                  f"{'N':>6} " + " ".join(f"{LABELS[i]:>9}" for i in impls) + "  "
+                  + " ".join(f"{'x ' + LABELS[i]:>10}" for i in peers)]
+        for n in rates["engine"]:
+            lines.append(f"{n:>6} " + " ".join(f"{rates[i][n]:>9,.1f}" for i in impls) + "  "
+                         + " ".join(f"{ratios[i][n]:>10.2f}" for i in peers))
+    c = r["compile_s"]
+    lines += ["", (f"{'N':>6} {'GFLOP/s':>8} {'roofline':>9} {'per CPU-s':>10} {'peak RSS MB':>12} {'MB/run':>8} "
+                   f"{'cores':>6} {'compile s':>10} {'torch.compile s':>16}")]
     for n in r["run_steps_per_s"]:
-        j = d["jax"][n]
-        torch_rate = r["torch_run_steps_per_s"].get(n)
-        lines.append(
-            f"{n:>6} {r['run_steps_per_s'][n]:>9,.1f} {r['loop_run_steps_per_s'][n]:>9,.1f} "
-            f"{torch_rate if torch_rate is not None else float('nan'):>9,.1f} {r['ratio_vs_loop'][n]:>7.2f} "
-            f"{r['ratio_vs_torch'].get(n, float('nan')):>8.2f} {r['model_flops_per_s'][n] / 1e9:>8.1f} "
-            f"{r['roofline_fraction'][n]:>9.1%} {r['peak_rss_mb'][n]:>12,.0f} {r['peak_rss_mb_per_run'][n]:>8.2f} "
-            f"{j['device_batch']}x{j['devices_used']:<3} {j.get('cores_busy', float('nan')):>6.2f} "
-            f"{j.get('per_cpu_second', float('nan')):>10,.1f}")
-    loop = ", ".join(f"{k} run(s)" for k in d["loop"])
-    torch_ = ", ".join(f"{k} run(s), {v['threads']} threads, torch {v['torch']}" for k, v in d["torch"].items())
-    per_cpu = [f"py loop {v['per_cpu_second']:,.1f}" for v in d["loop"].values() if "per_cpu_second" in v]
-    per_cpu += [f"torch {v['per_cpu_second']:,.1f}" for v in d["torch"].values() if "per_cpu_second" in v]
-    lines += ["", f"engine: jit(vmap) per device batch ('batch' = runs per device x devices used; 'cores' = CPU time "
-                  f"over wall time); py loop: the same jitted single-run function called once per run ({loop}); "
-                  f"torch: eager PyTorch loop ({torch_})",
-              "run-steps per CPU-second (robust to other load on a shared machine): " + ", ".join(per_cpu)]
+        lines.append(f"{n:>6} {r['model_flops_per_s'][n] / 1e9:>8.1f} {r['roofline_fraction'][n]:>9.1%} "
+                     f"{r['roofline_fraction_per_cpu_s'][n]:>10.1%} {r['peak_rss_mb'][n]:>12,.0f} "
+                     f"{r['peak_rss_mb_per_run'][n]:>8.2f} {r['cores_busy']['engine'][n]:>6.2f} "
+                     f"{c['engine'][n]:>10.1f} {c['torch_compiled'].get(n, float('nan')):>16.1f}")
+    warm = r["warm_start_s"]
+    lines += ["", (f"dense matmul {r['matmul_flops_per_s'] / 1e9:,.0f} GFLOP/s ({r['matmul_flops_per_cpu_s'] / 1e9:,.0f}"
+                   f" per CPU-s); engine's cold compile {c['engine_cold']:.1f}s; warm-cache start to first chunk "
+                   + (f"{warm:.1f}s" if warm is not None else "not measured"))]
+    if r.get("torch_compile_error"):
+        lines.append("torch.compile failed: " + r["torch_compile_error"].splitlines()[0])
     return "\n".join(lines)
 
 

@@ -6,7 +6,8 @@ default world: the same skill permutations, depths, held-out partition and token
 (temperature sampling with a key-value cache, prefill then one token at a time; it stops early once every
 sequence has ended, as a loop in Python would), same update (REINFORCE: each response's log-likelihood weighted
 by its reward minus its group's mean reward, exact KL to the base computed for the log, gradient clipped to
-norm 1, Adam). Runs are trained one after another in a Python loop.
+norm 1, Adam, fused). Runs are trained one after another in a Python loop; the benchmark runs one such
+loop per core, each single-threaded (`benchmarks/run.py`).
 
 It is a benchmark peer, not a second implementation of fi_sim: it shares no code with it, and only the shapes,
 hyperparameters and task tables are read from the JAX side so that both do the same work.
@@ -14,13 +15,12 @@ hyperparameters and task tables are read from the JAX side so that both do the s
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ def train_run(c: PeerConfig, base_state: dict, seed: int, steps: int) -> dict:
     model.load_state_dict(base_state)
     base.load_state_dict(base_state)
     base.requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=c.learning_rate)
+    opt = torch.optim.Adam(model.parameters(), lr=c.learning_rate, fused=True)
     G = c.samples_per_prompt
     log = {"reward": [], "kl": []}
     for _ in range(steps):
@@ -199,21 +199,6 @@ def train_run(c: PeerConfig, base_state: dict, seed: int, steps: int) -> dict:
         log["reward"].append(reward.mean().item())
         log["kl"].append(kl.item())
     return log
-
-
-def measure(c: PeerConfig, base_state: dict, runs: int, steps: int, repeats: int, threads: int | None = None):
-    """Run-steps per second (and per CPU-second) of a Python loop over `runs` runs, `repeats` times."""
-    if threads:
-        torch.set_num_threads(threads)
-    train_run(c, base_state, 10_000, 1)  # warm-up
-    rates, per_cpu = [], []
-    for r in range(repeats):
-        t, cpu = time.perf_counter(), time.process_time()
-        for i in range(runs):
-            train_run(c, base_state, 1000 * r + i, steps)
-        rates.append(runs * steps / (time.perf_counter() - t))
-        per_cpu.append(runs * steps / (time.process_time() - cpu))
-    return rates, per_cpu
 
 
 def base_state_from_jax(params, c: PeerConfig) -> dict:

@@ -31,7 +31,7 @@ budget = ["pass@1"]
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def default_group():
     from fi_sim.engine.plan import make_plan
     from fi_sim.study import loads_study
@@ -41,13 +41,13 @@ def default_group():
     return study, plan.groups[0]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def posttrain_static(steps: int):
     _, group = default_group()
     return dataclasses.replace(group.static.posttrain, steps=steps)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_row(steps: int):
     """One run: post-train the base for `steps` steps. Returns the per-step log and a checksum of the trained
     parameters (so that nothing of the update can be skipped)."""
@@ -63,7 +63,7 @@ def make_row(steps: int):
     return run
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def base_params():
     """The shared starting point: the default base's freshly initialised policy (seed 0)."""
     from fi_sim.world.policy import init_params
@@ -72,7 +72,7 @@ def base_params():
     return jax.tree.map(np.asarray, jax.jit(init_params, static_argnums=0)(group.static.policy, jax.random.key(0)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def run_params():
     from fi_sim.engine.runfn import run_params_for
 
@@ -112,22 +112,29 @@ def describe() -> str:
 def peer_config():
     """The PyTorch peer's configuration: the JAX group's shapes, hyperparameters and task tables."""
     from benchmarks.torch_peer import PeerConfig
+
+    return PeerConfig(**peer_config_fields())
+
+
+def peer_config_fields() -> dict:
+    """`peer_config()`'s fields as plain Python values (the harness hands them to the PyTorch workers, which
+    import no JAX)."""
     from fi_sim.world.tokens import Vocab
 
-    study, group = default_group()
+    _, group = default_group()
     p, c = group.static.posttrain, group.static.policy
     world = p.world
     vocab = Vocab(world)
     rp = run_params()
-    return PeerConfig(
+    return dict(  # noqa: C408 (keyword form: the fields read as PeerConfig's)
         vocab_size=c.vocab_size, sequence_length=c.sequence_length, width=c.width, num_layers=c.num_layers,
         num_heads=c.num_heads, prompt_length=vocab.prompt_length, response_length=vocab.response_length,
         prompts_per_step=p.prompts_per_step, samples_per_prompt=p.samples_per_prompt,
         learning_rate=float(rp.optimizer.learning_rate), max_grad_norm=float(rp.optimizer.max_grad_norm),
         temperature=float(rp.optimizer.temperature), kl_coef=float(rp.optimizer.kl_coef),
         modulus=world.modulus, num_skills=world.num_skills, max_depth=world.max_depth,
-        heldout_period=world.heldout_period, permutations=world.permutations,
+        heldout_period=world.heldout_period, permutations=tuple(map(tuple, np.asarray(world.permutations).tolist())),
         skill_weights=tuple(np.asarray(rp.data.skill_weights, float).tolist()),
         depth_weights=tuple(np.asarray(rp.data.depth_weights, float).tolist()),
-        bos=vocab.bos, eos=vocab.eos, pad=vocab.pad, mode_token=int(rp.scaffold.mode_token),
+        bos=int(vocab.bos), eos=int(vocab.eos), pad=int(vocab.pad), mode_token=int(rp.scaffold.mode_token),
     )
