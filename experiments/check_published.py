@@ -7,11 +7,14 @@ platform the bits differ (XLA compiles for the host), so contrasts must agree wi
 and counts exactly. Exits 1 listing every difference; 0 when all agree.
 
     python experiments/check_published.py [--results DIR]   # DIR: an existing demo run to check instead
+    python experiments/check_published.py --surface [--surface-results DIR]
+        # the 3^6 x 8 study instead (about 25 minutes to rerun): the bits of its gain and its Sobol indices
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import tempfile
@@ -31,14 +34,55 @@ def published_numbers() -> dict[str, str]:
 
 def published_paragraph() -> str:
     text = (ROOT / "README.md").read_text()
-    a, b = text.index(pf.README_DEMO_BEGIN) + len(pf.README_DEMO_BEGIN), text.index(pf.README_DEMO_END)
+    a, b = text.index(pf.README_DEMO_BEGIN) + len(pf.README_DEMO_BEGIN), text.index(pf.README_DEMO_END, text.index(pf.README_DEMO_BEGIN))
     return " ".join(text[a:b].split())
+
+
+def check_surface(results: str | None) -> int:
+    """The 3^6 x 8 study's published surface (paper/generated/study_729x8.json) against a fresh run: the gain's
+    bits on the platform it was published from, its Sobol indices within their published 95% intervals elsewhere."""
+    stored = pf.OUT / "study_729x8.json"
+    published = json.loads(stored.read_text())
+    if results:
+        path = Path(results)
+    else:
+        import subprocess
+
+        path = Path(tempfile.mkdtemp(prefix="fi_sim-check-")) / "729"
+        print(f"running the 3^6 x 8 study afresh into {path} (about 25 minutes on 2 CPU cores) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "fi_sim.cli", "run", "experiments/study_729x8.toml", "--out", str(path),
+                        "--quiet", "--no-report"], check=True, cwd=ROOT)
+    fresh = pf.surface_numbers(path)
+    same_platform = fresh["platform"] == published["platform"]
+    problems = []
+    if same_platform and fresh["gain_sha256"] != published["gain_sha256"]:
+        problems.append(f"gain bits: published sha256 {published['gain_sha256'][:12]}, fresh {fresh['gain_sha256'][:12]}")
+    for kind in ("sobol_first", "sobol_total"):
+        for f, p in published[kind].items():
+            v = fresh[kind][f]["estimate"]
+            if (same_platform and v != p["estimate"]) or not p["ci_low"] <= v <= p["ci_high"]:
+                problems.append(f"{kind} {f}: published {p['estimate']:.4f} [{p['ci_low']:.4f}, {p['ci_high']:.4f}], "
+                                f"fresh {v:.4f}")
+    print(f"published on: {published['platform']}\nthis machine: {fresh['platform']}"
+          + ("" if same_platform else "\n(another platform: bits differ; indices compared with the published 95% intervals)"))
+    if problems:
+        print(f"{len(problems)} published surface number(s) differ from a fresh run:")
+        for p in problems:
+            print("  " + p)
+        return 1
+    print("the 3^6 x 8 study's published gain bits and Sobol indices equal a fresh run's"
+          if same_platform else "the 3^6 x 8 study's Sobol indices lie within their published intervals")
+    return 0
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", help="an existing results directory of experiments/demo.toml to check")
+    parser.add_argument("--surface", action="store_true", help="check the 3^6 x 8 study instead of the demo")
+    parser.add_argument("--surface-results", help="an existing results directory of experiments/study_729x8.toml")
     args = parser.parse_args(argv)
+    if args.surface or args.surface_results:
+        return check_surface(args.surface_results)
     if args.results:
         path = Path(args.results)
     else:
