@@ -198,9 +198,14 @@ def test_ctrl_c_of_fi_sim_run_exits_130_in_one_line_and_resumes_bitwise(tmp_path
     ref = run_study(loads_study(slow), tmp_path / "reference", quiet=True, devices=1)
     out = tmp_path / "interrupted"
     # a shell's background jobs (and so a test run started in the background) inherit SIGINT ignored, and Python
-    # then installs no handler: restore the default so that the child behaves as under a terminal's Ctrl-C
-    proc = fi_sim_popen("run", study_file, "--out", out, "--no-report",
-                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # then installs no handler. A handled signal is reset to its default by exec (an ignored one stays ignored), so
+    # the child behaves as under a terminal's Ctrl-C if this process handles SIGINT while it starts it (no
+    # preexec_fn: forking a multithreaded JAX process to run Python code before exec can deadlock)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = fi_sim_popen("run", study_file, "--out", out, "--no-report")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         chunks = wait_for_first_chunk(proc, out)
         seen = len(list(chunks.glob("*.json")))
