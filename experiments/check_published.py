@@ -38,6 +38,22 @@ def published_paragraph() -> str:
     return " ".join(text[a:b].split())
 
 
+def verdict(there: str | None, here: str, elsewhere: str, what: str, problems: list[str], ok: str,
+            hint: str | None = None) -> int:
+    """Print where the numbers were published and computed, then the differences (exit status 1) or `ok` (0)."""
+    print(f"published on: {there}\nthis machine: {here}"
+          + ("" if there == here else f"\n(another platform: bits differ; {elsewhere})"))
+    if problems:
+        print(f"{len(problems)} published {what} number(s) differ from a fresh run:")
+        for p in problems:
+            print("  " + p)
+        if hint:
+            print(hint)
+        return 1
+    print(ok)
+    return 0
+
+
 def check_surface(results: str | None) -> int:
     """The 3^6 x 8 study's published surface (paper/generated/study_729x8.json) against a fresh run: the gain's
     bits on the platform it was published from, its Sobol indices within their published 95% intervals elsewhere."""
@@ -63,16 +79,10 @@ def check_surface(results: str | None) -> int:
             if (same_platform and v != p["estimate"]) or not p["ci_low"] <= v <= p["ci_high"]:
                 problems.append(f"{kind} {f}: published {p['estimate']:.4f} [{p['ci_low']:.4f}, {p['ci_high']:.4f}], "
                                 f"fresh {v:.4f}")
-    print(f"published on: {published['platform']}\nthis machine: {fresh['platform']}"
-          + ("" if same_platform else "\n(another platform: bits differ; indices compared with the published 95% intervals)"))
-    if problems:
-        print(f"{len(problems)} published surface number(s) differ from a fresh run:")
-        for p in problems:
-            print("  " + p)
-        return 1
-    print("the 3^6 x 8 study's published gain bits and Sobol indices equal a fresh run's"
-          if same_platform else "the 3^6 x 8 study's Sobol indices lie within their published intervals")
-    return 0
+    return verdict(published["platform"], fresh["platform"], "indices compared with the published 95% intervals",
+                   "surface", problems,
+                   "the 3^6 x 8 study's published gain bits and Sobol indices equal a fresh run's" if same_platform
+                   else "the 3^6 x 8 study's Sobol indices lie within their published intervals")
 
 
 def main(argv=None) -> int:
@@ -115,17 +125,10 @@ def main(argv=None) -> int:
     paragraph = pf.readme_demo_paragraph(ds, eff)
     if same_platform and " ".join(paragraph.split()) != published_paragraph():
         problems.append(f"README demo paragraph differs:\n  published: {published_paragraph()}\n  fresh:     {paragraph}")
-    print(f"published on: {there}\nthis machine: {here}"
-          + ("" if same_platform else "\n(another platform: bits differ; contrasts compared within 3 seed SEs)"))
-    if problems:
-        print(f"{len(problems)} published demo number(s) differ from a fresh run:")
-        for p in problems:
-            print("  " + p)
-        print("regenerate them with `make demo && python experiments/paper_figures.py --no-run --only demo` "
-              "(and say so in the commit)")
-        return 1
-    print(f"all {len(fresh)} published demo numbers and the README paragraph equal a fresh run's")
-    return 0
+    return verdict(there, here, "contrasts compared within 3 seed SEs", "demo", problems,
+                   f"all {len(fresh)} published demo numbers and the README paragraph equal a fresh run's",
+                   hint="regenerate them with `make demo && python experiments/paper_figures.py --no-run --only demo` "
+                        "(and say so in the commit)")
 
 
 if __name__ == "__main__":

@@ -245,21 +245,12 @@ def test_tool_calls_write_exact_steps_and_cost_tokens():
     p = Problems(jnp.array([7, 2]), jnp.array([[1, 2, 3, 0], [4, 5, 0, 0]]), jnp.array([3, 2]))
     sol = WORLD.solve(p)
     prompts = VOCAB.encode_prompt(p, VOCAB.special("TOOLS"))
-    s = policy.sample(
-        config,
-        params,
-        prompts,
-        jax.random.key(1),
-        1.0,
-        R,
-        R,
-        VOCAB.eos,
-        VOCAB.pad,
-        tool_token=VOCAB.special("TOOL"),
-        num_values=WORLD.modulus,
-        tool_steps=sol.steps,
-        tools_allowed=True,
-    )
+    def sample(tools_allowed):
+        return policy.sample(config, params, prompts, jax.random.key(1), 1.0, R, R, VOCAB.eos, VOCAB.pad,
+                             tool_token=VOCAB.special("TOOL"), num_values=WORLD.modulus, tool_steps=sol.steps,
+                             tools_allowed=tools_allowed)
+
+    s = sample(True)
     g = grade(VOCAB, s.response, R, sol, p.depth, actions=s.actions)
     # every step was a tool call; the environment wrote the exact values, then EOS when no step was left
     assert bool(g.correct.all())
@@ -269,21 +260,7 @@ def test_tool_calls_write_exact_steps_and_cost_tokens():
     _, _, tokens = stopping(jax.tree.map(lambda x: x[None], g), jnp.ones((1, 2)), scaffold)
     assert tokens.tolist() == [4 + 4 * 4, 3 + 4 * 3]
     # without the tool protocol the same token is just a malformed trace
-    s2 = policy.sample(
-        config,
-        params,
-        prompts,
-        jax.random.key(1),
-        1.0,
-        R,
-        R,
-        VOCAB.eos,
-        VOCAB.pad,
-        tool_token=VOCAB.special("TOOL"),
-        num_values=WORLD.modulus,
-        tool_steps=sol.steps,
-        tools_allowed=False,
-    )
+    s2 = sample(False)
     assert not bool(grade(VOCAB, s2.response, R, sol, p.depth).well_formed.any())
 
 
