@@ -33,9 +33,7 @@ def published_numbers() -> dict[str, str]:
 
 
 def published_paragraph() -> str:
-    text = (ROOT / "README.md").read_text()
-    a, b = text.index(pf.README_DEMO_BEGIN) + len(pf.README_DEMO_BEGIN), text.index(pf.README_DEMO_END, text.index(pf.README_DEMO_BEGIN))
-    return " ".join(text[a:b].split())
+    return pf.readme_block(pf.README_DEMO_BEGIN)
 
 
 def verdict(there: str | None, here: str, elsewhere: str, what: str, problems: list[str], ok: str,
