@@ -53,6 +53,8 @@ class EvalStatic:
     attempts: int = 1  # attempts per episode (the retry scaffold)
     # the verifiers the program contains (None: every registered one); see PosttrainStatic.mechanisms
     verifiers: tuple[str, ...] | None = None
+    # the verifier's static parameters ((name, value) pairs): the shapes of a verifier's own model
+    verifier_options: tuple = ()
 
     @property
     def temperatures(self) -> tuple[float, ...]:

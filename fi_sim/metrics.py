@@ -131,6 +131,15 @@ class Metrics:
         "train_step", "run", "true", "fraction of samples", "share of truly correct episodes per window"
     )
     curve_kl: Any = metric("train_step", "run", "true", "nats per sequence", "KL(policy || base) per window of steps")
+    curve_entropy: Any = metric(
+        "train_step", "run", "true", "nats per token", "mean policy entropy over trained tokens per window of steps"
+    )
+    curve_false_positive_rate: Any = metric(
+        "train_step", "run", "channel", "probability", "measured P(reward | answer wrong) per window (NaN: none wrong)"
+    )
+    curve_false_negative_rate: Any = metric(
+        "train_step", "run", "channel", "probability", "measured P(no reward | answer right) per window (NaN: none right)"
+    )
     # outputs used while assembling, not variables of their own
     finite: Any = metric("scalar", "run", "true", "flag", "every trained parameter and score is finite", variable=False)
     base_score_by_item: Any = metric(

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from fi_sim.factors import verifier as verifier_factor
 from fi_sim.factors.scaffold import Protocol
-from fi_sim.factors.verifier import VerifierParams
+from fi_sim.factors.verifier import Trace, VerifierParams
 from fi_sim.world import policy
 from fi_sim.world.policy import PolicyConfig
 from fi_sim.world.grading import Graded, grade
@@ -80,7 +80,7 @@ def rollout(
             tools_allowed=scaffold.tools_allowed,
         )
         g = grade(vocab, s.response, scaffold.response_limit, solution, depth, actions=s.actions)
-        r = verifier_factor.token_rewards(verifier, g, k_reward, world, verifiers)
+        r = verifier_factor.token_rewards(verifier, g, k_reward, world, verifiers, Trace(prompts, s.response))
         attempts.append((s, g, r))
     stack = lambda xs: jax.tree.map(lambda *v: jnp.stack(v), *xs)  # noqa: E731
     samples = stack([a[0] for a in attempts])

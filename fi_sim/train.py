@@ -350,7 +350,9 @@ def make_posttrain(static: PosttrainStatic) -> Callable[[Params, RunParams, jax.
             limit = jnp.full((B * Gf,), vocab.response_length)
             solution = world.solve(jax.tree.map(rep, problems))
             graded = grade(vocab, context, limit, solution, rep(problems.depth), actions=actions)
-            rescored = verifier_factor.token_rewards(run.verifier, graded, k_reward, world, verifiers)
+            rescored = verifier_factor.token_rewards(
+                run.verifier, graded, k_reward, world, verifiers, verifier_factor.Trace(prompts, context)
+            )
             frozen_r = flat(data["reward"])
             last = (
                 jnp.arange(vocab.response_length) == jnp.clip(graded.length - 1, 0, vocab.response_length - 1)[:, None]

@@ -102,11 +102,34 @@ def _varied(values, scale):
 
 
 # ------------------------------------------------------------------------------------------------ verifiers
+# the smallest model a verifier with a model of its own may train in the contract (its static parameters)
+SMALL_MODEL = (("labelled", 16), ("train_steps", 3), ("width", 8), ("layers", 1), ("batch_size", 8))
+
+
+def _trace(seed=0, n=N):
+    """Random tokens in the shapes of a batch of traces (for the verifiers that read them)."""
+    k1, k2 = jax.random.split(jax.random.key(seed + 100))
+    prompts = jax.random.randint(k1, (n, VOCAB.prompt_length), 0, VOCAB.size)
+    return verifier.Trace(prompts, jax.random.randint(k2, (n, R), 0, VOCAB.size))
+
+
+def _ready(params, name):
+    """The run's verifier parameters with its own model trained (a tiny base at random initialisation)."""
+    from fi_sim.factors.scaffold import protocol
+    from fi_sim.world import policy
+
+    config = policy.PolicyConfig(VOCAB.size, VOCAB.sequence_length, 8, 1, 1)
+    base = policy.init_params(config, jax.random.key(7))
+    inputs = verifier.PrepareInputs(WORLD, config, base, protocol(VOCAB, "SCRATCH"), jax.random.key(8), {})
+    return verifier.prepare(params, inputs, (name,), SMALL_MODEL)
+
+
 @pytest.mark.parametrize("name", _mechanisms("verifier"))
 def test_verifier_contract(name):
     level = FACTORS["verifier"].level(_preset("verifier", name).name, WORLD)
-    params = verifier.run_params(level, WORLD)
-    graded = _graded()
+    params = _ready(verifier.run_params(level, WORLD), name)
+    graded, trace = _graded(), _trace()
+    assert verifier.prepared(name, params.params[name])
 
     for used in ((name,), None):  # alone (a group that uses only it) and in the full switch table
         chex.clear_trace_counter()
@@ -114,7 +137,7 @@ def test_verifier_contract(name):
         @jax.jit
         @chex.assert_max_traces(n=1)
         def rewards(p, g, key, used=used):
-            return verifier.token_rewards(p, g, key, WORLD, used)
+            return verifier.token_rewards(p, g, key, WORLD, used, trace)
 
         r = np.asarray(rewards(params, graded, jax.random.key(0)))
         assert r.shape == (N, R) and r.dtype == np.float32
@@ -125,9 +148,9 @@ def test_verifier_contract(name):
     # vmapped over runs, each with its own parameters and key, equal to the runs one by one
     runs = jax.tree.map(lambda a, b: jnp.stack([a, b]), params, _varied(params, 0.5))
     keys = jax.random.split(jax.random.key(3), 2)
-    batched = jax.vmap(lambda p, k: verifier.token_rewards(p, graded, k, WORLD))(runs, keys)
+    batched = jax.vmap(lambda p, k: verifier.token_rewards(p, graded, k, WORLD, trace=trace))(runs, keys)
     for i in range(2):
-        one = verifier.token_rewards(jax.tree.map(lambda x, i=i: x[i], runs), graded, keys[i], WORLD)
+        one = verifier.token_rewards(jax.tree.map(lambda x, i=i: x[i], runs), graded, keys[i], WORLD, trace=trace)
         np.testing.assert_allclose(batched[i], one, atol=1e-6)
     # finite gradients with respect to its per-run float parameters
     floats = {k: v for k, v in params.params[name].items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
@@ -135,7 +158,7 @@ def test_verifier_contract(name):
 
         def total_reward(f):
             p = params._replace(params={**params.params, name: {**params.params[name], **f}})
-            return jnp.sum(verifier.token_rewards(p, graded, jax.random.key(0), WORLD))
+            return jnp.sum(verifier.token_rewards(p, graded, jax.random.key(0), WORLD, trace=trace))
 
         grads = jax.grad(total_reward)(floats)
         assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))

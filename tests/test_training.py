@@ -92,3 +92,41 @@ def test_a_contaminated_base_answers_its_leaked_items_far_above_its_clean_accura
     # the uncontaminated narrow base shows no such gap
     r0 = evaluate(bases[1], scaffold, verifier, items, jax.random.key(3), 0.5)
     assert abs((2 * float(r0.true_score[0]) - float(r0.clean_score[0])) - float(r0.clean_score[0])) < 0.15
+
+
+def test_a_reward_model_agrees_with_the_exact_check_on_the_base_and_not_off_it(bases):
+    """The learned verifier (Gao et al. 2022's proxy): fitted to 256 labelled traces of the base, it agrees with
+    the exact check on fresh traces of the same base well above the majority-class rate, and off that
+    distribution — the base's right traces with their final value changed, so every one is wrong — it accepts
+    far more of them than of the base's own wrong traces (measured 2026-12-03: agreement 0.80 against a majority
+    rate of 0.58; false positives 0.80 on the changed traces against 0.20 on the base's)."""
+    from fi_sim.factors import reward_model, verifier
+
+    base = bases[1]
+    level = _level("verifier", {"preset": "reward_model", "labelled": 256})
+    scaffold = MODULES["scaffold"].run_params(_level("scaffold", "scratchpad"), VOCAB)
+    inputs = verifier.PrepareInputs(WORLD, CONFIG, base, scaffold, jax.random.key(1), {})
+    ready = jax.jit(lambda p: verifier.prepare(p, inputs, ("reward_model",), verifier.static_options(level)))(
+        MODULES["verifier"].run_params(level, WORLD)
+    )
+    own = ready.params["reward_model"]
+    config = reward_model.config_of(own["net"])
+    trace, graded = reward_model.labelled_traces(inputs._replace(key=jax.random.key(99)), 2048)
+    accepted = np.asarray(reward_model.score(own, trace, graded, config)) >= 0.5
+    right = np.asarray(graded.correct)
+    assert 0.2 < right.mean() < 0.8  # both classes are common: agreement is informative
+    agreement, majority = np.mean(accepted == right), max(right.mean(), 1 - right.mean())
+    assert agreement > majority + 0.1, (agreement, majority)
+    # off the base's distribution: its right traces with the last value written before EOS changed
+    idx = np.flatnonzero(right)
+    response = np.array(trace.response)[idx]
+    pos = np.asarray(graded.length)[idx] - 2
+    shift = np.random.default_rng(0).integers(1, WORLD.modulus, len(idx))
+    response[np.arange(len(idx)), pos] = (response[np.arange(len(idx)), pos] + shift) % WORLD.modulus
+    changed = verifier.Trace(trace.prompts[idx], jax.numpy.asarray(response))
+    graded_changed = jax.tree.map(lambda x: x[idx], graded)
+    answers = np.asarray(VOCAB.parse_response(changed.response, VOCAB.response_length).answer)
+    assert np.all(answers != np.asarray(graded_changed.answer))  # every changed trace answers wrong
+    false_positive_off = np.mean(np.asarray(reward_model.score(own, changed, graded_changed, config)) >= 0.5)
+    false_positive_on = np.mean(accepted[~right])
+    assert false_positive_off > false_positive_on + 0.25, (false_positive_off, false_positive_on)

@@ -46,7 +46,7 @@ import numpy as np
 from jax.sharding import SingleDeviceSharding
 
 from fi_sim import metrics
-from fi_sim.engine.runfn import eval_items, make_run
+from fi_sim.engine.runfn import eval_items, make_run, prepare_verifier
 from fi_sim.evaluate import make_evaluate
 from fi_sim.train import make_pretrain
 
@@ -94,7 +94,9 @@ def base_eval_row(static, world_settings):
     items = eval_items(world_settings)
 
     def one(params, scaffold, verifier, eval_key_data):
-        r = evaluate(params, scaffold, verifier, items, jax.random.wrap_key_data(eval_key_data))
+        key = jax.random.wrap_key_data(eval_key_data)
+        verifier = prepare_verifier(static, params, scaffold, verifier, key)
+        r = evaluate(params, scaffold, verifier, items, key)
         return metrics.outputs("base", {
             "base_score": r.true_score, "base_proxy_score": r.proxy_score, "base_score_by_depth": r.true_by_depth,
             "base_score_by_skill": r.true_by_skill, "base_score_by_item": r.true_by_item,

@@ -93,7 +93,14 @@ def _shape_statics(study, cell, policy_config, budgets, num_samples) -> tuple[Po
             MODULES["data"].frozen_dataset(levels["data"], world),
             options=options,
         ),
-        EvalStatic(world, policy_config, budgets, num_samples, attempts),
+        EvalStatic(
+            world,
+            policy_config,
+            budgets,
+            num_samples,
+            attempts,
+            verifier_options=MODULES["verifier"].static_options(levels["verifier"]),
+        ),
     )
 
 
@@ -146,11 +153,16 @@ def make_run(static: Any, items: Problems) -> Callable[..., dict[str, jax.Array]
 
     def run(base_params: Any, run: RunParams, key_data: jax.Array, eval_key_data: jax.Array) -> dict[str, jax.Array]:
         key, eval_key = jax.random.wrap_key_data(key_data), jax.random.wrap_key_data(eval_key_data)
+        run = run._replace(verifier=prepare_verifier(static.evaluate, base_params, run.scaffold, run.verifier, eval_key))
         trained, log = posttrain(base_params, run, key)
         after = evaluate(trained, run.scaffold, run.verifier, items, eval_key, run.exposed_share)
 
         def curve(x):
             return jnp.mean(x.reshape(-1, window), axis=1)
+
+        def rate(part, whole):  # a measured rate per window: summed counts, NaN where the window has none
+            part, whole = jnp.sum(part.reshape(-1, window), 1), jnp.sum(whole.reshape(-1, window), 1)
+            return jnp.where(whole > 0, part / jnp.maximum(whole, 1), jnp.nan)
 
         wrong, right = jnp.sum(log.wrong), jnp.sum(log.right)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(trained)]))
@@ -180,11 +192,23 @@ def make_run(static: Any, items: Problems) -> Callable[..., dict[str, jax.Array]
                 "curve_proxy_reward": curve(log.proxy_reward),
                 "curve_true_accuracy": curve(log.true_accuracy),
                 "curve_kl": curve(log.kl),
+                "curve_entropy": curve(log.entropy),
+                "curve_false_positive_rate": rate(log.false_positive, log.wrong),
+                "curve_false_negative_rate": rate(log.false_negative, log.right),
                 "finite": finite & jnp.all(jnp.isfinite(after.true_score)),
             },
         )
 
     return run
+
+
+def prepare_verifier(static: EvalStatic, base_params: Any, scaffold: Any, verifier: Any, eval_key: jax.Array) -> Any:
+    """The run's verifier with its own model trained where it has one (`Verifier.prepare`), from the base and the
+    key every run of that base and seed shares (and the base's own evaluation), so they all get the same model."""
+    from fi_sim.factors.verifier import PrepareInputs
+
+    inputs = PrepareInputs(static.world, static.policy, base_params, scaffold, eval_key, {})
+    return MODULES["verifier"].prepare(verifier, inputs, static.verifiers, static.verifier_options)
 
 
 def eval_items(world_settings: Any) -> Problems:

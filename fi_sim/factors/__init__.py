@@ -16,6 +16,7 @@ import warnings
 from typing import Any
 
 from fi_sim.factors import base, budget, data, optimizer, scaffold, verifier
+from fi_sim.factors import reward_model  # noqa: F401  (registers the learned verifier)
 from fi_sim.factors.budget import BudgetRule, EstimatorInputs
 from fi_sim.factors.optimizer import BatchInputs, Objective, WeightInputs
 from fi_sim.factors.registry import FACTOR_NAMES, Factor, Level, Mechanism, Param, Preset

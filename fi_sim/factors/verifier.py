@@ -18,10 +18,19 @@ reward, and `channel_counts` measures the channel's realised false-positive and 
   assignment; a direct answer is one step).
 - format: 1 for any well-formed trace, whatever its answer.
 - random: Bernoulli(p), independent of the trace.
+- reward_model (`fi_sim.factors.reward_model`): a learned verifier, a small scoring network trained at the start
+  of a run on the base's own labelled traces; it reads the trace's tokens (`reads_trace`) and is trained by its
+  `prepare` hook.
+
+A verifier that reads the tokens of a trace declares `reads_trace=True` and gets a `Trace` as a fifth argument; a
+verifier with a model of its own declares `prepare(params, inputs) -> dict`, called once at the start of a run
+(and of a base's evaluation) with the base and a key shared by every run of that base and seed, whose entries
+join its per-run parameters for the rest of the run.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping, NamedTuple
 
@@ -34,17 +43,45 @@ from fi_sim.world.grading import Graded
 
 ACCEPTANCE_THRESHOLD = 0.5  # a trace whose total reward reaches this counts as accepted by the verifier
 
-# rewards(params, graded, key, world) -> float rewards [..., R] per generated token, each trace's sum in [0, 1]
-RewardFn = Callable[[Mapping[str, jax.Array], Graded, jax.Array, Any], jax.Array]
+# rewards(params, graded, key, world[, trace]) -> float rewards [..., R] per generated token, each trace's sum in
+# [0, 1]; the fifth argument (a `Trace`) only for a mechanism that declares `reads_trace`
+RewardFn = Callable[..., jax.Array]
+
+
+class Trace(NamedTuple):
+    """The tokens of traces being scored (for a verifier that reads them: `Verifier.reads_trace`)."""
+
+    prompts: jax.Array  # int32 [..., P]: the prompt, its scaffold's mode token last
+    response: jax.Array  # int32 [..., R]: the context stream (tool results where the policy called TOOL)
+
+
+class PrepareInputs(NamedTuple):
+    """What a verifier's `prepare` hook gets: the world, the base (its shape and parameters), the run's scaffold,
+    a key shared by every run of the same base and seed, and the mechanism's static parameters."""
+
+    world: Any  # TaskWorld
+    policy: Any  # PolicyConfig of the base
+    base_params: Any
+    scaffold: Any  # Protocol
+    key: jax.Array
+    options: Mapping[str, Any]  # the mechanism's static parameters (name -> value)
+
+
+# prepare(params, inputs) -> entries added to the mechanism's per-run parameters for the rest of the run
+PrepareFn = Callable[[Mapping[str, jax.Array], PrepareInputs], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
 class Verifier(Mechanism):
     """A reward channel. `rewards(params, graded, key, world)` gets the mechanism's own per-run parameters (a
     dict of arrays, see `Mechanism.lower`), the graded traces (fields [...]), a PRNG key for the channel's
-    noise and the task world; it returns rewards [..., R] per generated token whose sum per trace is in [0, 1]."""
+    noise and the task world; it returns rewards [..., R] per generated token whose sum per trace is in [0, 1].
+    With `reads_trace` it also gets the traces' tokens (a `Trace`); with `prepare` it trains a model of its own at
+    the start of a run (see the module docstring)."""
 
     rewards: RewardFn | None = None
+    reads_trace: bool = False
+    prepare: PrepareFn | None = None
     factor: ClassVar[str] = "verifier"
 
 
@@ -71,17 +108,62 @@ def run_params(level, world=None) -> VerifierParams:
     )
 
 
-def token_rewards(params: VerifierParams, graded: Graded, key: jax.Array, world, mechanisms=None) -> jax.Array:
+def token_rewards(
+    params: VerifierParams, graded: Graded, key: jax.Array, world, mechanisms=None, trace: Trace | None = None
+) -> jax.Array:
     """Rewards [..., R] per generated token from the run's verifier (picked by `params.kind`, traced), among
-    `mechanisms` (the ones a compiled program contains; None: every registered verifier)."""
-    return dispatch(
-        FACTOR, params.kind, mechanisms, lambda mech: mech.rewards(params.params[mech.name], graded, key, world)
-    )
+    `mechanisms` (the ones a compiled program contains; None: every registered verifier). `trace`: the traces'
+    tokens, for the verifiers that read them."""
+
+    def call(mech):
+        if not mech.reads_trace:
+            return mech.rewards(params.params[mech.name], graded, key, world)
+        if trace is None:
+            raise TypeError(f"the verifier {mech.name!r} reads the trace's tokens: pass trace=Trace(prompts, response)")
+        return mech.rewards(params.params[mech.name], graded, key, world, trace)
+
+    if mechanisms is None:  # every registered verifier that is ready: a model of its own only once prepared
+        mechanisms = tuple(n for n in FACTOR.mechanisms if prepared(n, params.params[n]))
+    return dispatch(FACTOR, params.kind, mechanisms, call)
 
 
-def reward(params: VerifierParams, graded: Graded, key: jax.Array, world, mechanisms=None) -> jax.Array:
+def prepared(name: str, own: Mapping[str, Any]) -> bool:
+    """Whether a mechanism's per-run parameters are ready to score: it has no `prepare` hook, or they carry what
+    it added (entries beyond its declared parameters)."""
+    mech = FACTOR.mechanisms[name]
+    return getattr(mech, "prepare", None) is None or bool(set(own) - {p.name for p in mech.params})
+
+
+def reward(
+    params: VerifierParams, graded: Graded, key: jax.Array, world, mechanisms=None, trace: Trace | None = None
+) -> jax.Array:
     """The trace's total proxy reward in [0, 1]."""
-    return jnp.sum(token_rewards(params, graded, key, world, mechanisms), -1)
+    return jnp.sum(token_rewards(params, graded, key, world, mechanisms, trace), -1)
+
+
+STAGE_PREPARE = 5  # folded into the shared (base, seed) key: the verifiers' own models
+
+
+def prepare(params: VerifierParams, inputs: PrepareInputs, mechanisms=None, options=()) -> VerifierParams:
+    """The run's verifier parameters with every `prepare` hook among `mechanisms` applied (each sees its own
+    static parameters: `options`, (name, value) pairs of the level's, else its defaults). The same for every run
+    of a base and seed: `inputs.key` is shared by them."""
+    out = dict(params.params)
+    for name in FACTOR.used(mechanisms):
+        mech = FACTOR.mechanisms[name]
+        hook = getattr(mech, "prepare", None)
+        if hook is None:
+            continue
+        given = dict(options)
+        own = {p.name: given.get(p.name, p.default) for p in mech.own_params if p.static}
+        key = jax.random.fold_in(jax.random.fold_in(inputs.key, STAGE_PREPARE), zlib.crc32(name.encode()) >> 1)
+        out[name] = {**out[name], **hook(out[name], inputs._replace(key=key, options=own))}
+    return params._replace(params=out)
+
+
+def static_options(level) -> tuple:
+    """A verifier level's static parameters as (name, value) pairs (its model's shapes: part of a group's key)."""
+    return tuple(sorted(level.static().items()))
 
 
 # ---------------------------------------------------------------------------------------------- helpers
