@@ -171,7 +171,8 @@ def rise_then_fall(truth, proxy, smooth: int = SMOOTH):
     return seed_ci(rise), seed_ci(fall), seed_ci(proxy_after), float(np.mean(peaks)) / (m - 1)
 
 
-def check_over_optimisation(results) -> Verdict:
+def check_over_optimisation_hackable(results) -> Verdict:
+    """The second design's check (a hackable verifier): kept as the finding's second row."""
     ds = results["over_optimisation"]
     levels = list(ds["optimizer"].values)
     kl = {o: float(ds["kl_to_base"].sel(optimizer=o).mean()) for o in levels}
@@ -203,6 +204,96 @@ def check_over_optimisation(results) -> Verdict:
     summary = (f"along training ({free}): truth up {rise} then down {fall} while the proxy rises {proxy_after}; "
                f"across penalties: peak at KL {kl[peak]:.2f}, above the highest-KL arm by {above_high}")
     return Verdict(along and across, summary, details)
+
+
+def cross_fitted_peaks(truth, smooth: int = SMOOTH) -> list[int]:
+    """For each seed, the argmax of the other seeds' mean smoothed truth curve (never the first or last point)."""
+    t = moving_mean(truth, smooth)
+    return [1 + int(np.argmax(np.delete(t, s, axis=0).mean(0)[1:-1])) for s in range(t.shape[0])]
+
+
+def check_over_optimisation(results) -> Verdict:
+    """Gao et al. (2022) with a learned proxy (over_optimisation_rm.toml): along training the truth rises then
+    falls while the proxy keeps rising (smallest reward model), and the truth's peak moves to a larger
+    d = sqrt(KL) as the reward model gets more labelled data. Gao's RL and best-of-n forms are fitted and
+    reported. The hackable verifier's design is the second row (reported, not part of the verdict)."""
+    from fi_sim import laws
+
+    ds = results["over_optimisation_rm"]
+    sizes = sorted(ds["verifier"].values, key=lambda v: int(str(v)[2:]))  # rm128, rm512, rm2048
+    arms = list(ds["optimizer"].values)
+    free = max(arms, key=lambda o: float(ds["kl_to_base"].sel(optimizer=o).mean()))
+    details, peak_d, along = [], {}, None
+    for v in sizes:
+        curve = lambda name, o=free, v=v: ds[name].sel(verifier=v, optimizer=o).squeeze(drop=True).transpose(  # noqa: E731
+            "seed", "step").values
+        truth, proxy, kl = curve("curve_true_accuracy"), curve("curve_proxy_reward"), curve("curve_kl")
+        rise, fall, proxy_after, where = rise_then_fall(truth, proxy)
+        peaks = cross_fitted_peaks(truth)
+        d_kl = np.sqrt(np.maximum(moving_mean(kl), 0))
+        peak_d[v] = np.array([d_kl[s, k] for s, k in enumerate(peaks)])
+        fpr = np.nanmean(curve("curve_false_positive_rate"), 0)
+        details.append(f"  {v} ({free}): truth up {rise} then down {fall}; proxy after the truth's peak {proxy_after}; "
+                       f"peak at {100 * where:.0f}% of training, d = sqrt(KL) {seed_ci(peak_d[v])}; measured false-"
+                       f"positive rate first / last window {fpr[0]:.2f} / {fpr[-1]:.2f}")
+        if v == sizes[0]:
+            along = (rise, fall, proxy_after)
+        # Gao's RL form over windows and every KL arm: gain over the first window against d = sqrt(KL)
+        xs, ys = [], []
+        for o in arms:
+            t, k = curve("curve_true_accuracy", o), curve("curve_kl", o)
+            d, gain = laws.curve_points(k, t, t[:, 0])
+            xs.append(d)
+            ys.append(gain)
+        rl = laws.fit_seeds("gao_rl", np.concatenate(xs, 1), np.concatenate(ys, 1))
+        # Gao's best-of-n form on the base under the same reward model: gain of best-of-k over pass@1
+        ks = [1] + [int(str(b).split("@")[1]) for b in ds["budget"].values if str(b).startswith("best@")]
+        names = ["pass@1"] + [f"best@{k}" for k in ks[1:]]
+        base = np.stack([per_seed(ds["base_score"].isel(optimizer=0), verifier=v, budget=b) for b in names], 1)
+        bon = laws.fit_seeds("gao_bon", np.sqrt(laws.bon_kl(np.array(ks, float)))[None].repeat(len(base), 0),
+                             base - base[:, :1])
+        details.append("    " + fit_line("RL", rl, ("alpha", "beta")) + "; " + fit_line("best-of-n", bon, ("alpha", "beta")))
+    rise, fall, proxy_after = along
+    along_ok = rise.lo > 0 and fall.lo > 0 and proxy_after.lo > 0
+    means = [float(peak_d[v].mean()) for v in sizes]
+    ordered = all(a < b for a, b in zip(means, means[1:]))
+    moved = seed_ci(peak_d[sizes[-1]] - peak_d[sizes[0]])  # paired by seed: the same base and evaluation draws
+    details.append("  the truth's peak d by reward-model data: " + ", ".join(
+        f"{v} {m:.2f}" for v, m in zip(sizes, means)) + f"; {sizes[-1]} minus {sizes[0]} {moved}")
+    second = check_over_optimisation_hackable(results) if "over_optimisation" in results else None
+    if second is not None:
+        details.append(f"  second row, hackable verifier: {'PASS' if second.passed else 'FAIL'} {second.summary}")
+    passed = along_ok and ordered and moved.lo > 0
+    summary = (f"reward model ({sizes[0]}, {free}): truth up {rise}, down {fall}, proxy after {proxy_after}; peak d "
+               f"{' < '.join(f'{m:.2f}' for m in means) if ordered else ', '.join(f'{m:.2f}' for m in means)} "
+               f"({sizes[-1]} - {sizes[0]}: {moved})")
+    return Verdict(passed, summary, details)
+
+
+def fit_line(label: str, fits, names) -> str:
+    """One fitted law as text: its coefficients with seed intervals and the pooled fit's R^2."""
+    parts = []
+    for n in names:
+        m, lo, hi = fits.interval(n)
+        parts.append(f"{n} {m:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    return f"{label}: " + ", ".join(parts) + f", R^2 {fits.pooled.r2:.2f}"
+
+
+def report_entropy_law(results) -> list[str]:
+    """Cui et al. (2025): R = -a exp(H) + b along training, per objective (entropy_dynamics.toml). Reported, with
+    seed intervals and R^2; no verdict."""
+    from fi_sim import laws
+
+    ds = results["entropy_dynamics"]
+    lines = []
+    for o in ds["optimizer"].values:
+        cell = ds.sel(optimizer=o)
+        h = cell["curve_entropy"].squeeze(drop=True).transpose("seed", "step").values
+        r = cell["curve_true_accuracy"].squeeze(drop=True).transpose("seed", "step").values
+        fits = laws.fit_seeds("cui_entropy", h, r)
+        lines.append(f"  {str(o):>9}: entropy {h[:, 0].mean():.3f} -> {h[:, -1].mean():.3f} nats/token, accuracy "
+                     f"{r[:, 0].mean():.3f} -> {r[:, -1].mean():.3f}; " + fit_line("R = -a exp(H) + b", fits, ("a", "b")))
+    return lines
 
 
 def check_edge_of_competence(results) -> Verdict:
@@ -345,8 +436,9 @@ FINDINGS = {
                 ("contamination",), check_contamination),
         Finding("noisy_verifiers", "noise degrades the gain smoothly; a hackable verifier is exploited",
                 ("noisy_verifiers",), check_noisy_verifiers),
-        Finding("over_optimisation", "true reward rises then falls with KL under a hackable verifier "
-                "(Gao et al. 2022)", ("over_optimisation",), check_over_optimisation),
+        Finding("over_optimisation", "true reward rises then falls with KL under a learned reward model, its peak "
+                "moving out with the model's data (Gao et al. 2022)", ("over_optimisation_rm", "over_optimisation"),
+                check_over_optimisation),
         Finding("scaffold_learnability", "a scratchpad makes the deep task learnable at the same compute",
                 ("scaffold_learnability",), check_scaffold_learnability),
         Finding("distillation", "teacher quality and trace diversity act differently and depend on the base "
@@ -355,8 +447,11 @@ FINDINGS = {
 }
 
 
+REPORTS = {"entropy_law": (("entropy_dynamics",), report_entropy_law)}
+
+
 # ------------------------------------------------------------------------------------------------ running
-def load(stem: str, size: str):
+def load(stem: str, size: str, seeds: int | None = None):
     from fi_sim.study import study_from_dict
 
     path = FINDINGS_DIR / f"{stem}.toml"
@@ -368,25 +463,33 @@ def load(stem: str, size: str):
     if size == "small":  # the results directory records what was run: the file, and the overrides on top of it
         text = (f"# run at small size: seeds = {raw['study']['seeds']} and [world] eval_size = "
                 f"{raw['world']['eval_size']} override the values below\n" + text)
+    if seeds is not None:  # a pilot (the first seeds) or a run at another power: the override is recorded too
+        raw["study"]["seeds"] = seeds
+        text = f"# run with seeds = {seeds} (--seeds), overriding the value below\n" + text
     return study_from_dict(raw), text
 
 
-def run_finding(finding: Finding, size: str, out: Path, quiet: bool = True) -> Verdict:
+def run_studies(name: str, stems, size: str, out: Path, quiet: bool = True, seeds: int | None = None) -> dict:
+    """Run (or read, where finished) the studies of a finding or report: stem -> results dataset."""
     from fi_sim.engine.runner import run_study
 
     from fi_sim.engine.store import load_results
 
     results = {}
-    for stem in finding.studies:
-        study, text = load(stem, size)
-        path = out / finding.name / stem
+    for stem in stems:
+        study, text = load(stem, size, seeds)
+        path = out / name / stem
         done = None
         if (path / "results.nc").exists():  # finished: read it (its receipt is checked) without planning again
             done = load_results(path)
             if done.attrs.get("study_hash") != study.hash:
                 done = None  # another version of the study file: run (which refuses a foreign directory)
         results[stem] = done if done is not None else run_study(study, path, study_text=text, quiet=quiet)
-    return finding.check(results)
+    return results
+
+
+def run_finding(finding: Finding, size: str, out: Path, quiet: bool = True, seeds: int | None = None) -> Verdict:
+    return finding.check(run_studies(finding.name, finding.studies, size, out, quiet, seeds))
 
 
 def main(argv=None) -> int:
@@ -395,20 +498,33 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true", help="full size (default: small)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "validation"))
     parser.add_argument("--progress", action="store_true", help="show the engine's progress")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="run every named study with this many seeds (a pilot, or another power) instead of its "
+                             "file's; results go to <out>/<size>-seeds<N>/")
     args = parser.parse_args(argv)
     from fi_sim.engine import hostcpu
 
     hostcpu.configure(2)  # the CPU parallelism its study files declare ([engine] cpu_parallelism)
-    unknown = [n for n in args.names if n not in FINDINGS]
+    unknown = [n for n in args.names if n not in FINDINGS and n not in REPORTS]
     if unknown:
-        print(f"validate: unknown finding(s) {unknown}; allowed: {', '.join(FINDINGS)}", file=sys.stderr)
+        print(f"validate: unknown finding(s) {unknown}; allowed: {', '.join([*FINDINGS, *REPORTS])}", file=sys.stderr)
+        return 2
+    if args.seeds is not None and args.seeds < 2:
+        print(f"validate: --seeds {args.seeds}: allowed: an integer >= 2 (intervals need two seeds)", file=sys.stderr)
         return 2
     size = "full" if args.full else "small"
+    out = Path(args.out) / (size if args.seeds is None else f"{size}-seeds{args.seeds}")
     failed = 0
-    for name in args.names or list(FINDINGS):
+    for name in args.names or [*FINDINGS, *REPORTS]:
+        if name in REPORTS:
+            stems, report = REPORTS[name]
+            print(f"== {name} (a fitted law, reported) [{size}]", flush=True)
+            for line in report(run_studies(name, stems, size, out, not args.progress, args.seeds)):
+                print(line)
+            continue
         finding = FINDINGS[name]
         print(f"== {name}: {finding.title} [{size}]", flush=True)
-        verdict = run_finding(finding, size, Path(args.out) / size, quiet=not args.progress)
+        verdict = run_finding(finding, size, out, quiet=not args.progress, seeds=args.seeds)
         for line in verdict.details:
             print(line)
         print(f"{'PASS' if verdict.passed else 'FAIL'} {name} {verdict.summary}", flush=True)
