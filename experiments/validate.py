@@ -76,6 +76,17 @@ class Verdict:
     passed: bool
     summary: str
     details: list[str] = field(default_factory=list)
+    # what the verdict is a function of, for the power computation (experiments/power.py): per-seed contrasts
+    # (all paired by seed) and the criterion on their 95% intervals that decided `passed`
+    contrasts: dict[str, np.ndarray] = field(default_factory=dict)
+    criterion: Callable[[dict[str, Interval]], bool] | None = None
+
+
+def judge(contrasts: dict, criterion: Callable[[dict[str, Interval]], bool]) -> tuple[bool, dict[str, Interval]]:
+    """A check's verdict: the criterion on the intervals of its per-seed contrasts (and the intervals)."""
+    contrasts = {k: np.asarray(v, float).ravel() for k, v in contrasts.items()}
+    intervals = {k: seed_ci(v) for k, v in contrasts.items()}
+    return bool(criterion(intervals)), intervals
 
 
 @dataclass
@@ -89,14 +100,19 @@ class Finding:
 def check_sharpening(results) -> Verdict:
     ds = results["sharpening"]
     ks = [int(b.split("@")[1]) for b in ds["budget"].values]
-    gains = {k: seed_ci(per_seed(ds["gain"], budget=b)) for k, b in zip(ks, ds["budget"].values)}
+    contrasts = {f"gain@{k}": per_seed(ds["gain"], budget=b) for k, b in zip(ks, ds["budget"].values)}
     base = {k: float(ds["base_score"].sel(budget=b).mean()) for k, b in zip(ks, ds["budget"].values)}
+    kmax = max(ks)
+
+    def criterion(iv):
+        return iv["gain@1"].lo > 0 and iv[f"gain@{kmax}"].hi < 0 and any(iv[f"gain@{k}"].mean <= 0 for k in ks)
+
+    passed, iv = judge(contrasts, criterion)
+    gains = {k: iv[f"gain@{k}"] for k in ks}
     details = [f"  k={k:>2}: base pass@k {base[k]:.3f}, gain {gains[k]}" for k in ks]
     crossing = next((k for k in ks if gains[k].mean <= 0), None)
-    kmax = max(ks)
-    passed = gains[1].lo > 0 and gains[kmax].hi < 0 and crossing is not None
     summary = (f"gain pass@1 {gains[1]}, gain pass@{kmax} {gains[kmax]}, gain curve crosses zero at k={crossing}")
-    return Verdict(passed, summary, details)
+    return Verdict(passed, summary, details, contrasts, criterion)
 
 
 def check_contamination(results) -> Verdict:
@@ -110,41 +126,54 @@ def check_contamination(results) -> Verdict:
             details.append(f"  {ver:>5} reward, {data:>17} data: gain {gain}, clean gain {clean}, "
                            f"gone on the clean items {lost[ver, data]}")
     weak = [v for v in ds["verifier"].values if v != "exact"][0]
-    d = lost[weak, "edge_contaminated"]
+    contrasts = {"lost": per_seed(ds["gain"] - ds["clean_gain"], verifier=weak, data="edge_contaminated")}
+
+    def criterion(iv):
+        return iv["lost"].lo > 0
+
+    passed, iv = judge(contrasts, criterion)
+    d = iv["lost"]
     share = d.mean / max(seed_ci(per_seed(ds["gain"], verifier=weak, data="edge_contaminated")).mean, 1e-9)
-    passed = d.lo > 0
     summary = (f"under the {weak} reward with contaminated data, gain minus clean gain {d} "
                f"({share:.0%} of the measured gain)")
-    return Verdict(passed, summary, details)
+    return Verdict(passed, summary, details, contrasts, criterion)
 
 
 def check_noisy_verifiers(results) -> Verdict:
     ds = results["noisy_verifiers"]
-    details, noise, means = [], [], []
+    details, noise, names = [], [], []
     for name in ds["verifier"].values:
         g = seed_ci(per_seed(ds["gain"], verifier=name))
         details.append(f"  {name:>9}: gain {g}; measured FP {float(ds['reward_false_positive_rate'].sel(verifier=name).mean()):.3f}"
                        f" FN {float(ds['reward_false_negative_rate'].sel(verifier=name).mean()):.3f}")
         if name != "hackable":
             noise.append(0.0 if name == "exact" else float(name.removeprefix("rho")))
-            means.append(g)
-    order = np.argsort(noise)
-    m = [means[i] for i in order]
-    # smooth degradation: each step up in noise lowers the mean gain (small rises within the seed noise allowed)
-    monotone = all(b.mean <= a.mean + 0.02 for a, b in zip(m, m[1:]))
-    collapsed = m[-1].hi < 0.25 * m[0].mean  # at rho0 + rho1 = 1 the gain is gone (or negative)
+            names.append(name)
+    ordered = [names[i] for i in np.argsort(noise)]
     # hackable: proxy reward rises while true accuracy falls over training (late window minus early window)
     hk = ds.sel(verifier="hackable")
     third = max(1, hk.sizes["step"] // 3)
-    d_proxy = seed_ci(per_seed(hk["curve_proxy_reward"].isel(step=slice(-third, None)).mean("step")
-                               - hk["curve_proxy_reward"].isel(step=slice(0, third)).mean("step")))
-    d_true = seed_ci(per_seed(hk["curve_true_accuracy"].isel(step=slice(-third, None)).mean("step")
-                              - hk["curve_true_accuracy"].isel(step=slice(0, third)).mean("step")))
+    contrasts = {f"gain {n}": per_seed(ds["gain"], verifier=n) for n in ordered}
+    contrasts["hackable proxy change"] = per_seed(hk["curve_proxy_reward"].isel(step=slice(-third, None)).mean("step")
+                                                  - hk["curve_proxy_reward"].isel(step=slice(0, third)).mean("step"))
+    contrasts["hackable truth change"] = per_seed(hk["curve_true_accuracy"].isel(step=slice(-third, None)).mean("step")
+                                                  - hk["curve_true_accuracy"].isel(step=slice(0, third)).mean("step"))
+
+    def criterion(iv):
+        m = [iv[f"gain {n}"] for n in ordered]
+        # smooth degradation: each step up in noise lowers the mean gain (small rises within the seed noise allowed)
+        monotone = all(b.mean <= a.mean + 0.02 for a, b in zip(m, m[1:]))
+        collapsed = m[-1].hi < 0.25 * m[0].mean  # at rho0 + rho1 = 1 the gain is gone (or negative)
+        return monotone and collapsed and iv["hackable proxy change"].lo > 0 and iv["hackable truth change"].hi < 0
+
+    passed, iv = judge(contrasts, criterion)
+    m = [iv[f"gain {n}"] for n in ordered]
+    monotone = all(b.mean <= a.mean + 0.02 for a, b in zip(m, m[1:]))
+    d_proxy, d_true = iv["hackable proxy change"], iv["hackable truth change"]
     details.append(f"  hackable over training: proxy reward change {d_proxy}, true accuracy change {d_true}")
-    passed = monotone and collapsed and d_proxy.lo > 0 and d_true.hi < 0
     summary = (f"gain exact {m[0]}, at rho0+rho1=1 {m[-1]}; monotone={monotone}; hackable: proxy {d_proxy}, "
                f"truth {d_true}")
-    return Verdict(passed, summary, details)
+    return Verdict(passed, summary, details, contrasts, criterion)
 
 
 SMOOTH = 5  # logged curve points in the moving mean through which checks (and the paper's figure) read curves
@@ -162,13 +191,19 @@ def rise_then_fall(truth, proxy, smooth: int = SMOOTH):
     than at the truth's peak. Curves are smoothed over `smooth` logged points. The peak is placed by cross-fitting
     (for each seed, the argmax of the other seeds' mean curve, never the first or last point), so a seed's contrasts
     are not biased upward by picking the maximum of its own noise. Returns (rise, fall, proxy_after, peak_share)."""
+    rise, fall, proxy_after, where = rise_then_fall_seeds(truth, proxy, smooth)
+    return seed_ci(rise), seed_ci(fall), seed_ci(proxy_after), where
+
+
+def rise_then_fall_seeds(truth, proxy, smooth: int = SMOOTH):
+    """`rise_then_fall`'s contrasts per seed (arrays), and the mean peak's place in training."""
     t, p = moving_mean(truth, smooth), moving_mean(proxy, smooth)
-    n, m = t.shape
-    peaks = [1 + int(np.argmax(np.delete(t, s, axis=0).mean(0)[1:-1])) for s in range(n)]
+    m = t.shape[1]
+    peaks = cross_fitted_peaks(truth, smooth)
     rise = np.array([t[s, k] - t[s, 0] for s, k in enumerate(peaks)])
     fall = np.array([t[s, k] - t[s, -1] for s, k in enumerate(peaks)])
     proxy_after = np.array([p[s, -1] - p[s, k] for s, k in enumerate(peaks)])
-    return seed_ci(rise), seed_ci(fall), seed_ci(proxy_after), float(np.mean(peaks)) / (m - 1)
+    return rise, fall, proxy_after, float(np.mean(peaks)) / (m - 1)
 
 
 def check_over_optimisation_hackable(results) -> Verdict:
@@ -223,12 +258,13 @@ def check_over_optimisation(results) -> Verdict:
     sizes = sorted(ds["verifier"].values, key=lambda v: int(str(v)[2:]))  # rm128, rm512, rm2048
     arms = list(ds["optimizer"].values)
     free = max(arms, key=lambda o: float(ds["kl_to_base"].sel(optimizer=o).mean()))
-    details, peak_d, along = [], {}, None
+    details, peak_d, contrasts = [], {}, {}
     for v in sizes:
         curve = lambda name, o=free, v=v: ds[name].sel(verifier=v, optimizer=o).squeeze(drop=True).transpose(  # noqa: E731
             "seed", "step").values
         truth, proxy, kl = curve("curve_true_accuracy"), curve("curve_proxy_reward"), curve("curve_kl")
-        rise, fall, proxy_after, where = rise_then_fall(truth, proxy)
+        rise_s, fall_s, proxy_s, where = rise_then_fall_seeds(truth, proxy)
+        rise, fall, proxy_after = seed_ci(rise_s), seed_ci(fall_s), seed_ci(proxy_s)
         peaks = cross_fitted_peaks(truth)
         d_kl = np.sqrt(np.maximum(moving_mean(kl), 0))
         peak_d[v] = np.array([d_kl[s, k] for s, k in enumerate(peaks)])
@@ -237,7 +273,8 @@ def check_over_optimisation(results) -> Verdict:
                        f"peak at {100 * where:.0f}% of training, d = sqrt(KL) {seed_ci(peak_d[v])}; measured false-"
                        f"positive rate first / last window {fpr[0]:.2f} / {fpr[-1]:.2f}")
         if v == sizes[0]:
-            along = (rise, fall, proxy_after)
+            contrasts.update({"rise": rise_s, "fall": fall_s, "proxy after the peak": proxy_s})
+        contrasts[f"peak d {v}"] = peak_d[v]
         # Gao's RL form over windows and every KL arm: gain over the first window against d = sqrt(KL)
         xs, ys = [], []
         for o in arms:
@@ -253,21 +290,26 @@ def check_over_optimisation(results) -> Verdict:
         bon = laws.fit_seeds("gao_bon", np.sqrt(laws.bon_kl(np.array(ks, float)))[None].repeat(len(base), 0),
                              base - base[:, :1])
         details.append("    " + fit_line("RL", rl, ("alpha", "beta")) + "; " + fit_line("best-of-n", bon, ("alpha", "beta")))
-    rise, fall, proxy_after = along
-    along_ok = rise.lo > 0 and fall.lo > 0 and proxy_after.lo > 0
+    contrasts["peak d moved"] = peak_d[sizes[-1]] - peak_d[sizes[0]]  # paired by seed: the same base and draws
+
+    def criterion(iv):
+        means = [iv[f"peak d {v}"].mean for v in sizes]
+        return (iv["rise"].lo > 0 and iv["fall"].lo > 0 and iv["proxy after the peak"].lo > 0
+                and all(a < b for a, b in zip(means, means[1:])) and iv["peak d moved"].lo > 0)
+
+    passed, iv = judge(contrasts, criterion)
+    rise, fall, proxy_after, moved = iv["rise"], iv["fall"], iv["proxy after the peak"], iv["peak d moved"]
     means = [float(peak_d[v].mean()) for v in sizes]
     ordered = all(a < b for a, b in zip(means, means[1:]))
-    moved = seed_ci(peak_d[sizes[-1]] - peak_d[sizes[0]])  # paired by seed: the same base and evaluation draws
     details.append("  the truth's peak d by reward-model data: " + ", ".join(
         f"{v} {m:.2f}" for v, m in zip(sizes, means)) + f"; {sizes[-1]} minus {sizes[0]} {moved}")
     second = check_over_optimisation_hackable(results) if "over_optimisation" in results else None
     if second is not None:
         details.append(f"  second row, hackable verifier: {'PASS' if second.passed else 'FAIL'} {second.summary}")
-    passed = along_ok and ordered and moved.lo > 0
     summary = (f"reward model ({sizes[0]}, {free}): truth up {rise}, down {fall}, proxy after {proxy_after}; peak d "
                f"{' < '.join(f'{m:.2f}' for m in means) if ordered else ', '.join(f'{m:.2f}' for m in means)} "
                f"({sizes[-1]} - {sizes[0]}: {moved})")
-    return Verdict(passed, summary, details)
+    return Verdict(passed, summary, details, contrasts, criterion)
 
 
 def fit_line(label: str, fits, names) -> str:
@@ -311,21 +353,32 @@ def check_edge_of_competence(results) -> Verdict:
             details.append(f"  {cond:>6} / {label:>6}: base pass@1 {base_score(cond, b, 'pass@1'):.3f} pass@32 "
                            f"{base_score(cond, b, 'pass@32'):.3f}; gain pass@1 {gain(cond, b, 'pass@1')}, "
                            f"pass@32 {gain(cond, b, 'pass@32')}")
-    edge = gain("edge", 0, "pass@32")
-    edge_control = gain("edge", 1, "pass@32")  # the same data for a base without headroom
-    within32, within1 = gain("within", 0, "pass@32"), gain("within", 0, "pass@1")
-    beyond32, beyond1 = gain("beyond", 0, "pass@32"), gain("beyond", 0, "pass@1")
-    checks = {
-        "edge adds capability (pass@32 up)": edge.lo > 0,
-        "only with headroom (broad base: none)": edge_control.hi < edge.lo,
-        "within: no capability (pass@32 not up)": within32.hi < 0.02,
-        "within: pass@1 helped at least as much": within1.mean >= within32.mean - 0.01,
-        "beyond: nothing (no pass@1 or pass@32 gain)": beyond32.hi < 0.02 and beyond1.hi < 0.05,
-    }
-    details += [f"  [{'x' if ok else ' '}] {name}" for name, ok in checks.items()]
+    def seeds(cond, base, budget):
+        ds = results[f"edge_of_competence_{cond}"]
+        return per_seed(ds["gain"], base=ds["base"].values[base], budget=budget)
+
+    contrasts = {"edge32": seeds("edge", 0, "pass@32"), "edge control32": seeds("edge", 1, "pass@32"),
+                 "within32": seeds("within", 0, "pass@32"), "within1": seeds("within", 0, "pass@1"),
+                 "beyond32": seeds("beyond", 0, "pass@32"), "beyond1": seeds("beyond", 0, "pass@1")}
+
+    def checks(iv):
+        return {
+            "edge adds capability (pass@32 up)": iv["edge32"].lo > 0,
+            "only with headroom (broad base: none)": iv["edge control32"].hi < iv["edge32"].lo,
+            "within: no capability (pass@32 not up)": iv["within32"].hi < 0.02,
+            "within: pass@1 helped at least as much": iv["within1"].mean >= iv["within32"].mean - 0.01,
+            "beyond: nothing (no pass@1 or pass@32 gain)": iv["beyond32"].hi < 0.02 and iv["beyond1"].hi < 0.05,
+        }
+
+    def criterion(iv):
+        return all(checks(iv).values())
+
+    passed, iv = judge(contrasts, criterion)
+    edge, edge_control, within32, beyond32 = iv["edge32"], iv["edge control32"], iv["within32"], iv["beyond32"]
+    details += [f"  [{'x' if ok else ' '}] {name}" for name, ok in checks(iv).items()]
     summary = (f"edge pass@32 {edge} (broad control {edge_control}); within pass@32 {within32}; beyond pass@32 "
                f"{beyond32}")
-    return Verdict(all(checks.values()), summary, details)
+    return Verdict(passed, summary, details, contrasts, criterion)
 
 
 def check_spurious_rewards(results) -> Verdict:
@@ -336,14 +389,19 @@ def check_spurious_rewards(results) -> Verdict:
             row = ", ".join(f"{o} {seed_ci(per_seed(ds['gain'], verifier=v, base=b, optimizer=o))}"
                             for o in ds["optimizer"].values)
             details.append(f"  {v:>6} reward, {b:>8} base: {row}")
-    fmt_right = seed_ci(per_seed(ds["gain"], verifier="format", base="rambling", optimizer="reinforce"))
-    fmt_short = seed_ci(per_seed(ds["gain"], verifier="format", base="shortcut", optimizer="reinforce"))
+    contrasts = {"format rambling": per_seed(ds["gain"], verifier="format", base="rambling", optimizer="reinforce"),
+                 "format shortcut": per_seed(ds["gain"], verifier="format", base="shortcut", optimizer="reinforce")}
+
+    def criterion(iv):
+        return iv["format rambling"].lo > 0 and iv["format shortcut"].hi < iv["format rambling"].lo
+
+    passed, iv = judge(contrasts, criterion)
+    fmt_right, fmt_short = iv["format rambling"], iv["format shortcut"]
     grpo = seed_ci(per_seed(ds["gain"], verifier="format", base="rambling", optimizer="grpo"))
     clip = seed_ci(per_seed(ds["gain"], verifier="random", base="rambling", optimizer="ppo_clip"))
     noclip = seed_ci(per_seed(ds["gain"], verifier="random", base="rambling", optimizer="ppo_noclip"))
     details.append(f"  mechanism: format reward under REINFORCE {fmt_right} vs GRPO-normalised {grpo}; random "
                    f"reward with clip {clip} vs without {noclip}")
-    passed = fmt_right.lo > 0 and fmt_short.hi < fmt_right.lo
     summary = (f"format-only reward: rambling base {fmt_right}, shortcut base {fmt_short} (REINFORCE); "
                f"random reward raises neither (best {max(clip.mean, noclip.mean):+.3f})")
     if "spurious_rewards_sgd" in results:  # diagnostic: the same rewards through Adam and through plain SGD,
@@ -366,7 +424,7 @@ def check_spurious_rewards(results) -> Verdict:
                            + ", ".join(f"{o} {d}" for o, d in drift.items()))
         summary += (f"; through plain SGD: rambling {gain('format', 'rambling', 'reinforce_sgd')}, shortcut "
                     f"{gain('format', 'shortcut', 'reinforce_sgd')}")
-    return Verdict(passed, summary, details)
+    return Verdict(passed, summary, details, contrasts, criterion)
 
 
 EDGE_WINDOW = (0.2, 0.7)  # a base at the edge of its competence: some skill, room to learn (fixed in advance)
@@ -375,7 +433,7 @@ EDGE_WINDOW = (0.2, 0.7)  # a base at the edge of its competence: some skill, ro
 def check_scaffold_learnability(results) -> Verdict:
     ds = results["scaffold_learnability"]
     chance = 1.0 / 10
-    details, contrasts, direct_ok = [], {}, True
+    details, contrasts, at_edge_bases = [], {}, []
     for b in ds["base"].values:
         sc = {s: per_seed(ds["gain"], base=b, scaffold=s) for s in ds["scaffold"].values}
         final = {s: seed_ci(per_seed(ds["score"], base=b, scaffold=s)) for s in ds["scaffold"].values}
@@ -384,18 +442,26 @@ def check_scaffold_learnability(results) -> Verdict:
         for s in ds["scaffold"].values:
             details.append(f"  {b:>8} {s:>10}: base {start[s]:.3f} -> after {final[s]}, gain {seed_ci(sc[s])}; "
                            f"{tokens[s]:,.0f} training tokens")
-        direct_ok &= final["direct"].hi < chance + 0.1
+        contrasts[f"direct after {b}"] = per_seed(ds["score"], base=b, scaffold="direct")
         at_edge = EDGE_WINDOW[0] <= start["scratchpad"] <= EDGE_WINDOW[1]
         diff = seed_ci(sc["scratchpad"] - sc["direct"])
         details.append(f"  {b:>8}: gain difference scratchpad - direct {diff}; base at the edge of competence "
                        f"(scratchpad {EDGE_WINDOW[0]}-{EDGE_WINDOW[1]}): {'yes' if at_edge else 'no'}")
         if at_edge:
-            contrasts[b] = diff
-    passed = bool(contrasts) and all(d.lo > 0 for d in contrasts.values()) and direct_ok
-    shown = ", ".join(f"{b} {d}" for b, d in contrasts.items()) or "none"
+            contrasts[f"scratchpad - direct {b}"] = sc["scratchpad"] - sc["direct"]
+            at_edge_bases.append(b)
+    bases = list(ds["base"].values)
+
+    def criterion(iv):
+        direct_ok = all(iv[f"direct after {b}"].hi < chance + 0.1 for b in bases)
+        return bool(at_edge_bases) and all(iv[f"scratchpad - direct {b}"].lo > 0 for b in at_edge_bases) and direct_ok
+
+    passed, iv = judge(contrasts, criterion)
+    direct_ok = all(iv[f"direct after {b}"].hi < chance + 0.1 for b in bases)
+    shown = ", ".join(f"{b} {iv[f'scratchpad - direct {b}']}" for b in at_edge_bases) or "none"
     summary = (f"gain difference scratchpad - direct on the bases at the edge of competence: {shown}; direct "
                f"answers stay within 0.1 of chance ({chance:.2f}) after post-training on every base: {direct_ok}")
-    return Verdict(passed, summary, details)
+    return Verdict(passed, summary, details, contrasts, criterion)
 
 
 def check_distillation(results) -> Verdict:
@@ -410,16 +476,23 @@ def check_distillation(results) -> Verdict:
         details.append(f"  {b:>7}: quality effect {seed_ci(quality)}, diversity effect {seed_ci(diversity)}, "
                        f"quality minus diversity {seed_ci(quality - diversity)}")
     b0, b1 = list(effects)
-    q_dep = seed_ci(effects[b0][0] - effects[b1][0])
-    d_dep = seed_ci(effects[b0][1] - effects[b1][1])
-    differ = seed_ci((effects[b0][0] - effects[b0][1]) - (effects[b1][0] - effects[b1][1]))
+    contrasts = {f"{kind} {b}": effects[b][i] for b in effects for i, kind in enumerate(("quality", "diversity"))}
+    contrasts["quality dependence"] = effects[b0][0] - effects[b1][0]
+    contrasts["diversity dependence"] = effects[b0][1] - effects[b1][1]
+    contrasts["differ"] = (effects[b0][0] - effects[b0][1]) - (effects[b1][0] - effects[b1][1])
+
+    def criterion(iv):
+        nonzero = lambda i: i.lo > 0 or i.hi < 0  # noqa: E731
+        return (all(iv[f"{kind} {b}"].lo > 0 for b in effects for kind in ("quality", "diversity"))
+                and nonzero(iv["quality dependence"]) and nonzero(iv["diversity dependence"])
+                and nonzero(iv["differ"]))
+
+    passed, iv = judge(contrasts, criterion)
+    q_dep, d_dep, differ = iv["quality dependence"], iv["diversity dependence"], iv["differ"]
     details.append(f"  base dependence: quality {q_dep}, diversity {d_dep}; (quality - diversity) differs by base "
                    f"{differ}")
-    passed = (all(seed_ci(e[0]).lo > 0 and seed_ci(e[1]).lo > 0 for e in effects.values())
-              and (q_dep.lo > 0 or q_dep.hi < 0) and (d_dep.lo > 0 or d_dep.hi < 0)
-              and (differ.lo > 0 or differ.hi < 0))
     summary = f"quality effect depends on the base by {q_dep}, diversity effect by {d_dep}; they differ by {differ}"
-    return Verdict(passed, summary, details)
+    return Verdict(passed, summary, details, contrasts, criterion)
 
 
 FINDINGS = {
@@ -465,12 +538,17 @@ def load(stem: str, size: str, seeds: int | None = None):
                 f"{raw['world']['eval_size']} override the values below\n" + text)
     if seeds is not None:  # a pilot (the first seeds) or a run at another power: the override is recorded too
         raw["study"]["seeds"] = seeds
-        text = f"# run with seeds = {seeds} (--seeds), overriding the value below\n" + text
+        text = f"# run with seeds = {seeds} (a pilot, --seeds, or experiments/findings/power.json), overriding the value below\n" + text
     return study_from_dict(raw), text
 
 
-def run_studies(name: str, stems, size: str, out: Path, quiet: bool = True, seeds: int | None = None) -> dict:
-    """Run (or read, where finished) the studies of a finding or report: stem -> results dataset."""
+def run_studies(name: str, stems, size: str, out: Path, quiet: bool = True, seeds: int | None = None,
+                grow_from: Path | None = None) -> dict:
+    """Run (or read, where finished) the studies of a finding or report: stem -> results dataset. `grow_from`: a
+    directory of the same studies at fewer seeds (a pilot): a study not yet started is grown from its copy, so
+    the pilot's runs are reused (bitwise the runs a fresh directory would compute, see fi_sim.engine.grow)."""
+    import shutil
+
     from fi_sim.engine.runner import run_study
 
     from fi_sim.engine.store import load_results
@@ -479,17 +557,36 @@ def run_studies(name: str, stems, size: str, out: Path, quiet: bool = True, seed
     for stem in stems:
         study, text = load(stem, size, seeds)
         path = out / name / stem
+        grow = False
+        pilot = None if grow_from is None else grow_from / name / stem
+        if pilot is not None and not path.exists() and (pilot / "results.nc").exists():
+            shutil.copytree(pilot, path)
+            grow = True
         done = None
         if (path / "results.nc").exists():  # finished: read it (its receipt is checked) without planning again
             done = load_results(path)
             if done.attrs.get("study_hash") != study.hash:
                 done = None  # another version of the study file: run (which refuses a foreign directory)
-        results[stem] = done if done is not None else run_study(study, path, study_text=text, quiet=quiet)
+        results[stem] = done if done is not None else run_study(study, path, study_text=text, quiet=quiet,
+                                                                grow_study=grow)
     return results
 
 
-def run_finding(finding: Finding, size: str, out: Path, quiet: bool = True, seeds: int | None = None) -> Verdict:
-    return finding.check(run_studies(finding.name, finding.studies, size, out, quiet, seeds))
+def run_finding(finding: Finding, size: str, out: Path, quiet: bool = True, seeds: int | None = None,
+                grow_from: Path | None = None) -> Verdict:
+    return finding.check(run_studies(finding.name, finding.studies, size, out, quiet, seeds, grow_from))
+
+
+def powered_seeds(name: str) -> tuple[int | None, int | None]:
+    """The seeds the power computation fixed for a finding (experiments/findings/power.json, written by
+    experiments/power.py and committed before the full run), and its pilot's seeds; (None, None) without one."""
+    path = FINDINGS_DIR / "power.json"
+    if not path.exists():
+        return None, None
+    import json
+
+    entry = json.loads(path.read_text()).get(name)
+    return (None, None) if entry is None else (int(entry["seeds"]), int(entry["pilot_seeds"]))
 
 
 def main(argv=None) -> int:
@@ -523,8 +620,12 @@ def main(argv=None) -> int:
                 print(line)
             continue
         finding = FINDINGS[name]
-        print(f"== {name}: {finding.title} [{size}]", flush=True)
-        verdict = run_finding(finding, size, out, quiet=not args.progress, seeds=args.seeds)
+        seeds, grow_from = args.seeds, None
+        if args.full and args.seeds is None:  # the seeds the committed power computation fixed, grown from the pilot
+            seeds, pilot = powered_seeds(name)
+            grow_from = None if pilot is None else Path(args.out) / f"full-seeds{pilot}"
+        print(f"== {name}: {finding.title} [{size}{'' if seeds is None else f', {seeds} seeds'}]", flush=True)
+        verdict = run_finding(finding, size, out, quiet=not args.progress, seeds=seeds, grow_from=grow_from)
         for line in verdict.details:
             print(line)
         print(f"{'PASS' if verdict.passed else 'FAIL'} {name} {verdict.summary}", flush=True)

@@ -85,12 +85,12 @@ def _over_optimisation(truth_free, gains, seeds=6, steps=50, seed=0):
 def test_over_optimisation_check_needs_both_the_curve_and_the_penalty_signature(validate):
     x = np.linspace(0, 1, 50)
     u = 0.5 + 0.3 * np.exp(-((x - 0.4) / 0.15) ** 2) - 0.2 * x
-    passing = validate.check_over_optimisation({"over_optimisation": _over_optimisation(u, [0.05, 0.30, 0.10])})
+    passing = validate.check_over_optimisation_hackable({"over_optimisation": _over_optimisation(u, [0.05, 0.30, 0.10])})
     assert passing.passed, passing.details
-    steady = validate.check_over_optimisation({"over_optimisation": _over_optimisation(0.5 + 0.4 * x,
+    steady = validate.check_over_optimisation_hackable({"over_optimisation": _over_optimisation(0.5 + 0.4 * x,
                                                                                        [0.05, 0.30, 0.10])})
     assert not steady.passed  # no fall along training
-    plateau = validate.check_over_optimisation({"over_optimisation": _over_optimisation(u, [0.05, 0.30, 0.31])})
+    plateau = validate.check_over_optimisation_hackable({"over_optimisation": _over_optimisation(u, [0.05, 0.30, 0.31])})
     assert not plateau.passed  # no fall across penalties
     assert plateau.summary.startswith("along training")
 
