@@ -5,7 +5,8 @@ agrees with the gold score on the distribution it was fitted on and drifts from 
 post-training moves it away. This mechanism is that proxy, trained, not described by a formula:
 
 - **Its data.** At the start of a run (and of a base's evaluation) the base answers `labelled` prompts drawn
-  from the training partition (every skill and depth equally likely), under the run's scaffold, at temperature 1.
+  from the training partition (the skills `label_skills` and depths `label_depths`, each equally likely; by
+  default all), under the run's scaffold, at temperature 1.
   Each trace is labelled by the exact check, and each label is flipped with probability `label_noise`.
 - **Its network.** The policy's family with a scalar head: token and position embeddings, `layers` causal
   blocks of width `width`, a final LayerNorm and a linear read-out at the trace's last generated token.
@@ -29,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fi_sim.factors.distribution import _depths_ok, _skills_ok
 from fi_sim.factors.registry import Param, Preset
 from fi_sim.factors.verifier import FACTOR, PrepareInputs, Trace, Verifier, outcome
 from fi_sim.world import policy
@@ -81,7 +83,12 @@ def labelled_traces(inputs: PrepareInputs, num: int) -> tuple[Trace, Graded]:
     world, scaffold = inputs.world, inputs.scaffold
     vocab = Vocab(world)
     k_prompts, k_sample = jax.random.split(inputs.key)
-    problems = world.sample(k_prompts, jnp.ones(world.num_skills), jnp.ones(world.max_depth), num)
+    skills, depths = inputs.options.get("label_skills", "all"), inputs.options.get("label_depths", "all")
+    skills = tuple(range(world.num_skills)) if skills == "all" else skills
+    depths = tuple(range(1, world.max_depth + 1)) if depths == "all" else depths
+    skill_w = jnp.zeros(world.num_skills).at[jnp.asarray(skills)].set(1.0)
+    depth_w = jnp.zeros(world.max_depth).at[jnp.asarray(depths) - 1].set(1.0)
+    problems = world.sample(k_prompts, skill_w, depth_w, num)
     solution = world.solve(problems)
     prompts = vocab.encode_prompt(problems, scaffold.mode_token)
     s = policy.sample(
@@ -158,6 +165,10 @@ MECHANISM = Verifier(
     (
         Param("labelled", "int", 512, "labelled traces of the base the model is fitted to", 8, 65536, static=True),
         Param("label_noise", "float", 0.0, "probability that a training label is flipped", 0.0, 0.5),
+        Param("label_skills", "int_list", "all", "skills of the labelled prompts (drawn uniformly)", low=0,
+              static=True, world_check=_skills_ok, expand_all=lambda w: list(range(w.num_skills))),
+        Param("label_depths", "int_list", "all", "depths of the labelled prompts (drawn uniformly)", low=1,
+              static=True, world_check=_depths_ok, expand_all=lambda w: list(range(1, w.max_depth + 1))),
         Param("width", "int", 32, "the scoring network's width", 4, 256, static=True),
         Param("layers", "int", 2, "the scoring network's causal blocks", 1, 6, static=True),
         Param("train_steps", "int", 300, "Adam steps of the logistic loss", 1, 100_000, static=True),
