@@ -382,49 +382,41 @@ def check_edge_of_competence(results) -> Verdict:
 
 
 def check_spurious_rewards(results) -> Verdict:
+    """Third design (spurious_rewards_clip.toml): a random reward under the clipped objective (plain SGD) raises
+    the base whose majority behaviour is right and not the one whose majority behaviour is wrong; the unclipped
+    objective is the mechanism's control (reported). The earlier designs' studies, where present, add rows."""
+    ds = results["spurious_rewards_clip"]
+    gain = lambda b, o: per_seed(ds["gain"], base=b, optimizer=o)  # noqa: E731
+    details = [f"  random reward, {b:>14} base (base pass@1 {float(ds['base_score'].sel(base=b).mean()):.3f}): "
+               + ", ".join(f"{o} {seed_ci(gain(b, o))} (KL {float(ds['kl_to_base'].sel(base=b, optimizer=o).mean()):.2f})"
+                           for o in ds["optimizer"].values) for b in ds["base"].values]
+    contrasts = {"clip majority_right": gain("majority_right", "clip_sgd"),
+                 "clip majority_wrong": gain("majority_wrong", "clip_sgd")}
+
+    def criterion(iv):
+        return iv["clip majority_right"].lo > 0 and iv["clip majority_wrong"].hi < iv["clip majority_right"].lo
+
+    passed, iv = judge(contrasts, criterion)
+    clip = seed_ci(gain("majority_right", "clip_sgd") - gain("majority_right", "noclip_sgd"))
+    details.append(f"  mechanism: on the majority-right base, clip minus no clip {clip}")
+    summary = (f"random reward, clipped objective (SGD): majority-right base {iv['clip majority_right']}, "
+               f"majority-wrong base {iv['clip majority_wrong']}; clip minus no clip {clip}")
+    if "spurious_rewards" in results:
+        summary += "; " + _spurious_history(results, details)
+    return Verdict(passed, summary, details, contrasts, criterion)
+
+
+def _spurious_history(results, details) -> str:
+    """The first two designs' rows (REINFORCE through Adam, and through plain SGD), where their studies ran."""
     ds = results["spurious_rewards"]
-    details = []
     for v in ds["verifier"].values:
         for b in ds["base"].values:
             row = ", ".join(f"{o} {seed_ci(per_seed(ds['gain'], verifier=v, base=b, optimizer=o))}"
                             for o in ds["optimizer"].values)
-            details.append(f"  {v:>6} reward, {b:>8} base: {row}")
-    contrasts = {"format rambling": per_seed(ds["gain"], verifier="format", base="rambling", optimizer="reinforce"),
-                 "format shortcut": per_seed(ds["gain"], verifier="format", base="shortcut", optimizer="reinforce")}
-
-    def criterion(iv):
-        return iv["format rambling"].lo > 0 and iv["format shortcut"].hi < iv["format rambling"].lo
-
-    passed, iv = judge(contrasts, criterion)
-    fmt_right, fmt_short = iv["format rambling"], iv["format shortcut"]
-    grpo = seed_ci(per_seed(ds["gain"], verifier="format", base="rambling", optimizer="grpo"))
-    clip = seed_ci(per_seed(ds["gain"], verifier="random", base="rambling", optimizer="ppo_clip"))
-    noclip = seed_ci(per_seed(ds["gain"], verifier="random", base="rambling", optimizer="ppo_noclip"))
-    details.append(f"  mechanism: format reward under REINFORCE {fmt_right} vs GRPO-normalised {grpo}; random "
-                   f"reward with clip {clip} vs without {noclip}")
-    summary = (f"format-only reward: rambling base {fmt_right}, shortcut base {fmt_short} (REINFORCE); "
-               f"random reward raises neither (best {max(clip.mean, noclip.mean):+.3f})")
-    if "spurious_rewards_sgd" in results:  # diagnostic: the same rewards through Adam and through plain SGD,
-        sgd = results["spurious_rewards_sgd"]  # reported beside the verdict, which it does not change
-        gain = lambda v, b, o: seed_ci(per_seed(sgd["gain"], verifier=v, base=b, optimizer=o))  # noqa: E731
-        optimizers = list(sgd["optimizer"].values)
-        for v in sgd["verifier"].values:
-            row = "; ".join(f"{b} " + " vs ".join(str(gain(v, b, o)) for o in optimizers) for b in sgd["base"].values)
-            details.append(f"  {v:>6} reward, {' vs '.join(optimizers)}: {row}")
-        for o in sgd["optimizer"].values:
-            c = sgd["curve_true_accuracy"].sel(verifier="format", base="rambling", optimizer=o)
-            c = c.squeeze(drop=True).mean("seed").values
-            details.append(f"  format reward, rambling base, {o}: true accuracy of the training samples {c[0]:.2f} at "
-                           f"the start, {c.max():.2f} at its highest (step window {int(c.argmax()) + 1} of {len(c)}), "
-                           f"{c[-1]:.2f} at the end")
-        for v in ("format", "random"):
-            drift = {o: seed_ci(per_seed(sgd["kl_to_base"], verifier=v, base="rambling", optimizer=o))
-                     for o in sgd["optimizer"].values}
-            details.append(f"  {v} reward, rambling base, KL to base after post-training: "
-                           + ", ".join(f"{o} {d}" for o, d in drift.items()))
-        summary += (f"; through plain SGD: rambling {gain('format', 'rambling', 'reinforce_sgd')}, shortcut "
-                    f"{gain('format', 'shortcut', 'reinforce_sgd')}")
-    return Verdict(passed, summary, details, contrasts, criterion)
+            details.append(f"  first design: {v:>6} reward, {b:>8} base: {row}")
+    fmt_right = seed_ci(per_seed(ds["gain"], verifier="format", base="rambling", optimizer="reinforce"))
+    fmt_short = seed_ci(per_seed(ds["gain"], verifier="format", base="shortcut", optimizer="reinforce"))
+    return f"first design (format reward, REINFORCE): rambling base {fmt_right}, shortcut base {fmt_short}"
 
 
 EDGE_WINDOW = (0.2, 0.7)  # a base at the edge of its competence: some skill, room to learn (fixed in advance)
@@ -503,8 +495,8 @@ FINDINGS = {
                                                  "edge_of_competence_beyond"), check_edge_of_competence),
         Finding("sharpening", "RL sharpens: pass@1 up, pass@k at large k down (Yue et al. 2025)",
                 ("sharpening",), check_sharpening),
-        Finding("spurious_rewards", "a reward blind to the answer helps one base and not another (Shao et al. 2025)",
-                ("spurious_rewards", "spurious_rewards_sgd"), check_spurious_rewards),
+        Finding("spurious_rewards", "a reward blind to the answer helps the base whose majority behaviour is right, "
+                "through the clip (Shao et al. 2025)", ("spurious_rewards_clip",), check_spurious_rewards),
         Finding("contamination", "part of a weak reward's gain disappears on clean items (Wu et al. 2025)",
                 ("contamination",), check_contamination),
         Finding("noisy_verifiers", "noise degrades the gain smoothly; a hackable verifier is exploited",
