@@ -95,6 +95,8 @@ class Finding:
     title: str
     studies: tuple[str, ...]
     check: Callable[[dict], Verdict]
+    mechanism: str = ""  # what in the simulator produces (or blocks) the effect (docs/validation.md has the analysis)
+    designs: int = 1  # study designs so far, each committed before it ran (the history is in docs/validation.md)
 
 
 def check_sharpening(results) -> Verdict:
@@ -492,22 +494,31 @@ FINDINGS = {
     for f in [
         Finding("edge_of_competence", "capability grows only at the edge of the base's competence "
                 "(Zhang, Neubig and Yue 2025)", ("edge_of_competence_within", "edge_of_competence_edge",
-                                                 "edge_of_competence_beyond"), check_edge_of_competence),
+                                                 "edge_of_competence_beyond"), check_edge_of_competence,
+                "RL reweights what the base already samples: capability grows where pass@k > 0 and pass@1 < 1", 1),
         Finding("sharpening", "RL sharpens: pass@1 up, pass@k at large k down (Yue et al. 2025)",
-                ("sharpening",), check_sharpening),
+                ("sharpening",), check_sharpening,
+                "the policy gradient concentrates mass on answers it already finds: entropy falls, coverage shrinks", 1),
         Finding("spurious_rewards", "a reward blind to the answer helps the base whose majority behaviour is right, "
-                "through the clip (Shao et al. 2025)", ("spurious_rewards_clip",), check_spurious_rewards),
+                "through the clip (Shao et al. 2025)", ("spurious_rewards_clip",), check_spurious_rewards,
+                "PPO's clip lets a likely behaviour grow more than shrink: an answer-blind reward amplifies the "
+                "majority behaviour", 3),
         Finding("contamination", "part of a weak reward's gain disappears on clean items (Wu et al. 2025)",
-                ("contamination",), check_contamination),
+                ("contamination",), check_contamination,
+                "evaluation items leaked into pretraining: a weak reward re-surfaces memorised answers", 1),
         Finding("noisy_verifiers", "noise degrades the gain smoothly; a hackable verifier is exploited",
-                ("noisy_verifiers",), check_noisy_verifiers),
+                ("noisy_verifiers",), check_noisy_verifiers,
+                "the advantage's signal scales with 1 - rho0 - rho1; a lucky-set pattern is learnable", 1),
         Finding("over_optimisation", "true reward rises then falls with KL under a learned reward model, its peak "
                 "moving out with the model's data (Gao et al. 2022)", ("over_optimisation_rm", "over_optimisation"),
-                check_over_optimisation),
+                check_over_optimisation,
+                "a reward model fitted to finitely many base traces drifts off its distribution as the policy moves", 4),
         Finding("scaffold_learnability", "a scratchpad makes the deep task learnable at the same compute",
-                ("scaffold_learnability",), check_scaffold_learnability),
+                ("scaffold_learnability",), check_scaffold_learnability,
+                "a depth-d direct answer needs d attention hops in one pass; a scratchpad makes each step one hop", 3),
         Finding("distillation", "teacher quality and trace diversity act differently and depend on the base "
-                "(Havrilla et al. 2024)", ("distillation",), check_distillation),
+                "(Havrilla et al. 2024)", ("distillation",), check_distillation,
+                "supervised fitting of teacher traces: step errors in the targets against the spread of prompts", 1),
     ]
 }
 

@@ -309,8 +309,43 @@ def write_report(path: str | Path) -> Path:
     if "curve_true_accuracy" in ds and "verifier" in ds.dims:
         training_curves(ds, "verifier", figdir / "training_curves.png")
         lines += ["![training curves](figures/training_curves.png)", ""]
+    if "curve_entropy" in ds and "optimizer" in ds.dims:
+        lines += entropy_section(ds)
     lines += ["## Reproduce", "", "```", "fi-sim card study.toml     # the interface cards of every cell",
               "fi-sim report .            # this report", "```", ""]
     out = rd.path / "report.md"
     rd.write_text("report.md", "\n".join(lines))
     return out
+
+
+def entropy_section(ds) -> list[str]:
+    """Entropy dynamics per optimizer level: Cui et al. (2025)'s R = -a exp(H) + b fitted along training (true
+    accuracy of the training samples R against the policy's mean token entropy H, per window), each seed's runs
+    pooled over the other factors; a and b with 95% intervals over seeds, and the pooled fit's R^2."""
+    from fi_sim import laws
+
+    rows = []
+    for level in ds["optimizer"].values:
+        part = ds.sel(optimizer=level)
+        curves = []
+        for name in ("curve_entropy", "curve_true_accuracy"):
+            v = part[name]
+            other = [d for d in v.dims if d not in ("seed", "step")]
+            v = v.stack(cell=other) if other else v.expand_dims("cell")
+            curves.append(v.transpose("seed", "cell", "step").values.reshape(v.sizes["seed"], -1))
+        h, r = curves
+        try:
+            fits = laws.fit_seeds("cui_entropy", h, r)
+        except ValueError as error:  # e.g. an entropy that never moves: no law to fit
+            rows.append([md(level), "--", "--", "--", md(str(error))])
+            continue
+        a, b = fits.interval("a"), fits.interval("b")
+        first = float(np.nanmean(part["curve_entropy"].isel(step=0)))
+        last = float(np.nanmean(part["curve_entropy"].isel(step=-1)))
+        rows.append([md(level), f"{a[0]:.3f} [{a[1]:.3f}, {a[2]:.3f}]", f"{b[0]:.3f} [{b[1]:.3f}, {b[2]:.3f}]",
+                     _fmt(fits.pooled.r2, 3), f"{first:.3f} -> {last:.3f}"])
+    return ["## Entropy dynamics", "",
+            "Cui et al. (2025)'s law R = -a exp(H) + b, fitted along training: R the true accuracy of the training "
+            "samples and H the policy's mean token entropy, per logged window; a and b with 95% intervals over seeds "
+            "(each seed's runs pooled over the other factors), R^2 of the pooled fit.", "",
+            _table(["optimizer", "a", "b", "R^2", "entropy first -> last window"], rows), ""]

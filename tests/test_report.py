@@ -178,3 +178,24 @@ def test_the_report_names_a_non_canonical_layout():
     same = dict(other, device_batch=8, canonical=True)
     line = layout_line(xr.Dataset(attrs={"layout": json.dumps(same)}))
     assert "canonical:" in line and "not the canonical" not in line and "CPU parallelism 8" in line
+
+
+def test_the_entropy_section_recovers_a_known_entropy_law():
+    """Curves built from R = -a exp(H) + b (a = 0.8, b = 1.7 for one objective, 0.5 and 1.2 for another): the
+    report's table gives those coefficients with R^2 = 1."""
+    import numpy as np
+    import xarray as xr
+
+    from fi_sim.report import entropy_section
+
+    rng = np.random.default_rng(0)
+    h = rng.uniform(0.05, 0.6, (2, 3, 2, 10))  # optimizer, seed, verifier, step
+    coef = np.array([[0.8, 1.7], [0.5, 1.2]])
+    r = -coef[:, 0, None, None, None] * np.exp(h) + coef[:, 1, None, None, None]
+    dims = ("optimizer", "seed", "verifier", "step")
+    ds = xr.Dataset({"curve_entropy": (dims, h), "curve_true_accuracy": (dims, r)},
+                    coords={"optimizer": ["reinforce", "ppo"], "seed": [0, 1, 2], "verifier": ["a", "b"],
+                            "step": np.arange(10)})
+    table = "\n".join(entropy_section(ds))
+    assert "| reinforce | 0.800 [0.800, 0.800] | 1.700 [1.700, 1.700] | 1.000 |" in table, table
+    assert "| ppo | 0.500 [0.500, 0.500] | 1.200 [1.200, 1.200] | 1.000 |" in table, table
