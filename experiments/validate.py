@@ -502,7 +502,7 @@ FINDINGS = {
         Finding("spurious_rewards", "a reward blind to the answer helps the base whose majority behaviour is right, "
                 "through the clip (Shao et al. 2025)", ("spurious_rewards_clip",), check_spurious_rewards,
                 "PPO's clip lets a likely behaviour grow more than shrink: an answer-blind reward amplifies the "
-                "majority behaviour", 3),
+                "majority behaviour", 4),
         Finding("contamination", "part of a weak reward's gain disappears on clean items (Wu et al. 2025)",
                 ("contamination",), check_contamination,
                 "evaluation items leaked into pretraining: a weak reward re-surfaces memorised answers", 1),
