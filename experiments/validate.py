@@ -570,8 +570,10 @@ def run_studies(name: str, stems, size: str, out: Path, quiet: bool = True, seed
             done = load_results(path)
             if done.attrs.get("study_hash") != study.hash:
                 done = None  # another version of the study file: run (which refuses a foreign directory)
+        # a grown pilot may have been computed by an earlier commit: growth reuses a run only where its compiled
+        # program is unchanged (so it is bitwise what this code computes), and the results record both versions
         results[stem] = done if done is not None else run_study(study, path, study_text=text, quiet=quiet,
-                                                                grow_study=grow)
+                                                                grow_study=grow, allow_mixed_code=grow)
     return results
 
 
