@@ -495,14 +495,15 @@ FINDINGS = {
         Finding("edge_of_competence", "capability grows only at the edge of the base's competence "
                 "(Zhang, Neubig and Yue 2025)", ("edge_of_competence_within", "edge_of_competence_edge",
                                                  "edge_of_competence_beyond"), check_edge_of_competence,
-                "RL reweights what the base already samples: capability grows where pass@k > 0 and pass@1 < 1", 1),
+                "RL reweights what the base already samples: capability grows where pass@k > 0 and pass@1 < 1; "
+                "'beyond' still samples right answers (pass@32 0.14), so RL has a rare signal there", 1),
         Finding("sharpening", "RL sharpens: pass@1 up, pass@k at large k down (Yue et al. 2025)",
                 ("sharpening",), check_sharpening,
                 "the policy gradient concentrates mass on answers it already finds: entropy falls, coverage shrinks", 1),
         Finding("spurious_rewards", "a reward blind to the answer helps the base whose majority behaviour is right, "
                 "through the clip (Shao et al. 2025)", ("spurious_rewards_clip",), check_spurious_rewards,
-                "PPO's clip lets a likely behaviour grow more than shrink: an answer-blind reward amplifies the "
-                "majority behaviour", 4),
+                "blocked: an answer-blind reward's zero-mean updates diffuse the policy faster than PPO's clip "
+                "drifts it towards its (accurate) majority behaviour", 4),
         Finding("contamination", "part of a weak reward's gain disappears on clean items (Wu et al. 2025)",
                 ("contamination",), check_contamination,
                 "evaluation items leaked into pretraining: a weak reward re-surfaces memorised answers", 1),
@@ -512,7 +513,8 @@ FINDINGS = {
         Finding("over_optimisation", "true reward rises then falls with KL under a learned reward model, its peak "
                 "moving out with the model's data (Gao et al. 2022)", ("over_optimisation_rm", "over_optimisation"),
                 check_over_optimisation,
-                "a reward model fitted to finitely many base traces drifts off its distribution as the policy moves", 4),
+                "a reward model fitted to finitely many base traces drifts as the policy moves; the smallest is "
+                "exploited at once, the full rise-then-fall shows with the most data", 4),
         Finding("scaffold_learnability", "a scratchpad makes the deep task learnable at the same compute",
                 ("scaffold_learnability",), check_scaffold_learnability,
                 "a depth-d direct answer needs d attention hops in one pass; a scratchpad makes each step one hop", 3),
