@@ -301,7 +301,7 @@ def validation_laws(out: Path, base: Path, nums: Numbers) -> dict:
     law per objective (entropy_dynamics), with seed intervals and R^2: a LaTeX table and the numbers."""
     import validate
 
-    from fi_sim import laws, load_results
+    from fi_sim import load_results
 
     record: dict = {}
     rm_path = base / "over_optimisation" / "over_optimisation_rm"
@@ -310,21 +310,8 @@ def validation_laws(out: Path, base: Path, nums: Numbers) -> dict:
     if (rm_path / "results.nc").exists():
         ds = load_results(rm_path)
         sizes = sorted(ds["verifier"].values, key=lambda v: int(str(v)[2:]))
-        ks = [1] + [int(str(b).split("@")[1]) for b in ds["budget"].values if str(b).startswith("best@")]
-        names = ["pass@1"] + [f"best@{k}" for k in ks[1:]]
         for v in sizes:
-            xs, ys = [], []
-            for o in ds["optimizer"].values:
-                cell = ds.sel(verifier=v, optimizer=o)
-                t = cell["curve_true_accuracy"].squeeze(drop=True).transpose("seed", "step").values
-                k = cell["curve_kl"].squeeze(drop=True).transpose("seed", "step").values
-                d, g = laws.curve_points(k, t, t[:, 0])
-                xs.append(d)
-                ys.append(g)
-            rl = laws.fit_seeds("gao_rl", np.concatenate(xs, 1), np.concatenate(ys, 1))
-            b = np.stack([validate.per_seed(ds["base_score"].isel(optimizer=0), verifier=v, budget=n) for n in names], 1)
-            bon = laws.fit_seeds("gao_bon", np.sqrt(laws.bon_kl(np.array(ks, float)))[None].repeat(len(b), 0),
-                                 b - b[:, :1])
+            rl, bon = validate.gao_fits(ds, v)
             for label, fits in (("RL", rl), ("best-of-n", bon)):
                 a_, b_ = fits.interval("alpha"), fits.interval("beta")
                 record[f"gao {label} {v}"] = {"alpha": a_, "beta": b_, "r2": fits.pooled.r2}
@@ -333,10 +320,7 @@ def validation_laws(out: Path, base: Path, nums: Numbers) -> dict:
     if (ent_path / "results.nc").exists():
         ds = load_results(ent_path)
         for o in ds["optimizer"].values:
-            cell = ds.sel(optimizer=o)
-            h = cell["curve_entropy"].squeeze(drop=True).transpose("seed", "step").values
-            r = cell["curve_true_accuracy"].squeeze(drop=True).transpose("seed", "step").values
-            fits = laws.fit_seeds("cui_entropy", h, r)
+            fits, _, _ = validate.cui_fits(ds, o)
             a_, b_ = fits.interval("a"), fits.interval("b")
             record[f"cui {o}"] = {"a": a_, "b": b_, "r2": fits.pooled.r2}
             rows.append([tex_escape(f"Cui entropy law, {o}"), f"{a_[0]:+.3f} [{a_[1]:+.3f}, {a_[2]:+.3f}]",

@@ -254,8 +254,6 @@ def check_over_optimisation(results) -> Verdict:
     falls while the proxy keeps rising (smallest reward model), and the truth's peak moves to a larger
     d = sqrt(KL) as the reward model gets more labelled data. Gao's RL and best-of-n forms are fitted and
     reported. The hackable verifier's design is the second row (reported, not part of the verdict)."""
-    from fi_sim import laws
-
     ds = results["over_optimisation_rm"]
     sizes = sorted(ds["verifier"].values, key=lambda v: int(str(v)[2:]))  # rm128, rm512, rm2048
     arms = list(ds["optimizer"].values)
@@ -277,20 +275,7 @@ def check_over_optimisation(results) -> Verdict:
         if v == sizes[0]:
             contrasts.update({"rise": rise_s, "fall": fall_s, "proxy after the peak": proxy_s})
         contrasts[f"peak d {v}"] = peak_d[v]
-        # Gao's RL form over windows and every KL arm: gain over the first window against d = sqrt(KL)
-        xs, ys = [], []
-        for o in arms:
-            t, k = curve("curve_true_accuracy", o), curve("curve_kl", o)
-            d, gain = laws.curve_points(k, t, t[:, 0])
-            xs.append(d)
-            ys.append(gain)
-        rl = laws.fit_seeds("gao_rl", np.concatenate(xs, 1), np.concatenate(ys, 1))
-        # Gao's best-of-n form on the base under the same reward model: gain of best-of-k over pass@1
-        ks = [1] + [int(str(b).split("@")[1]) for b in ds["budget"].values if str(b).startswith("best@")]
-        names = ["pass@1"] + [f"best@{k}" for k in ks[1:]]
-        base = np.stack([per_seed(ds["base_score"].isel(optimizer=0), verifier=v, budget=b) for b in names], 1)
-        bon = laws.fit_seeds("gao_bon", np.sqrt(laws.bon_kl(np.array(ks, float)))[None].repeat(len(base), 0),
-                             base - base[:, :1])
+        rl, bon = gao_fits(ds, v)
         details.append("    " + fit_line("RL", rl, ("alpha", "beta")) + "; " + fit_line("best-of-n", bon, ("alpha", "beta")))
     contrasts["peak d moved"] = peak_d[sizes[-1]] - peak_d[sizes[0]]  # paired by seed: the same base and draws
 
@@ -314,6 +299,39 @@ def check_over_optimisation(results) -> Verdict:
     return Verdict(passed, summary, details, contrasts, criterion)
 
 
+def gao_fits(ds, verifier):
+    """Gao et al.'s two forms for one reward model of over_optimisation_rm: the RL form over every KL arm's windows
+    (gain over the first window against d = sqrt(KL)), and the best-of-n form on the base under the same model
+    (best-of-k over pass@1 against d = sqrt(log k - (k-1)/k)). Returns (rl, bon) `fi_sim.laws.SeedFits`."""
+    from fi_sim import laws
+
+    xs, ys = [], []
+    for o in ds["optimizer"].values:
+        cell = ds.sel(verifier=verifier, optimizer=o)
+        t = cell["curve_true_accuracy"].squeeze(drop=True).transpose("seed", "step").values
+        k = cell["curve_kl"].squeeze(drop=True).transpose("seed", "step").values
+        d, gain = laws.curve_points(k, t, t[:, 0])
+        xs.append(d)
+        ys.append(gain)
+    rl = laws.fit_seeds("gao_rl", np.concatenate(xs, 1), np.concatenate(ys, 1))
+    ks = [1] + [int(str(b).split("@")[1]) for b in ds["budget"].values if str(b).startswith("best@")]
+    names = ["pass@1"] + [f"best@{k}" for k in ks[1:]]
+    base = np.stack([per_seed(ds["base_score"].isel(optimizer=0), verifier=verifier, budget=b) for b in names], 1)
+    bon = laws.fit_seeds("gao_bon", np.sqrt(laws.bon_kl(np.array(ks, float)))[None].repeat(len(base), 0),
+                         base - base[:, :1])
+    return rl, bon
+
+
+def cui_fits(ds, optimizer):
+    """Cui et al.'s R = -a exp(H) + b along training for one objective of entropy_dynamics: (fits, H, R)."""
+    from fi_sim import laws
+
+    cell = ds.sel(optimizer=optimizer)
+    h = cell["curve_entropy"].squeeze(drop=True).transpose("seed", "step").values
+    r = cell["curve_true_accuracy"].squeeze(drop=True).transpose("seed", "step").values
+    return laws.fit_seeds("cui_entropy", h, r), h, r
+
+
 def fit_line(label: str, fits, names) -> str:
     """One fitted law as text: its coefficients with seed intervals and the pooled fit's R^2."""
     parts = []
@@ -326,15 +344,10 @@ def fit_line(label: str, fits, names) -> str:
 def report_entropy_law(results) -> list[str]:
     """Cui et al. (2025): R = -a exp(H) + b along training, per objective (entropy_dynamics.toml). Reported, with
     seed intervals and R^2; no verdict."""
-    from fi_sim import laws
-
     ds = results["entropy_dynamics"]
     lines = []
     for o in ds["optimizer"].values:
-        cell = ds.sel(optimizer=o)
-        h = cell["curve_entropy"].squeeze(drop=True).transpose("seed", "step").values
-        r = cell["curve_true_accuracy"].squeeze(drop=True).transpose("seed", "step").values
-        fits = laws.fit_seeds("cui_entropy", h, r)
+        fits, h, r = cui_fits(ds, o)
         lines.append(f"  {str(o):>9}: entropy {h[:, 0].mean():.3f} -> {h[:, -1].mean():.3f} nats/token, accuracy "
                      f"{r[:, 0].mean():.3f} -> {r[:, -1].mean():.3f}; " + fit_line("R = -a exp(H) + b", fits, ("a", "b")))
     return lines

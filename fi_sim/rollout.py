@@ -63,22 +63,7 @@ def rollout(
     attempts = []
     for a in range(num_attempts):
         k_sample, k_reward = jax.random.split(jax.random.fold_in(key, a))
-        s = policy.sample(
-            config,
-            params,
-            prompts,
-            k_sample,
-            temperature,
-            vocab.response_length,
-            scaffold.response_limit,
-            vocab.eos,
-            vocab.pad,
-            stop_token=vocab.special("RETRY"),
-            tool_token=vocab.special("TOOL"),
-            num_values=world.modulus,
-            tool_steps=solution.steps,
-            tools_allowed=scaffold.tools_allowed,
-        )
+        s = sample_attempt(world, config, params, prompts, solution, scaffold, k_sample, temperature)
         g = grade(vocab, s.response, scaffold.response_limit, solution, depth, actions=s.actions)
         r = verifier_factor.token_rewards(verifier, g, k_reward, world, verifiers, Trace(prompts, s.response))
         attempts.append((s, g, r))
@@ -109,6 +94,37 @@ def rollout(
         answer=answer,
         proxy=pick(reward),
         tokens=tokens,
+    )
+
+
+def sample_attempt(
+    world: TaskWorld,
+    config: PolicyConfig,
+    params,
+    prompts: jax.Array,
+    solution: Solution,
+    scaffold: Protocol,
+    key: jax.Array,
+    temperature,
+) -> policy.Sample:
+    """One attempt per prompt in the scaffold's protocol: the policy's responses, with the environment writing the
+    exact step where the policy called the tool (if the protocol allows it)."""
+    vocab = Vocab(world)
+    return policy.sample(
+        config,
+        params,
+        prompts,
+        key,
+        temperature,
+        vocab.response_length,
+        scaffold.response_limit,
+        vocab.eos,
+        vocab.pad,
+        stop_token=vocab.special("RETRY"),
+        tool_token=vocab.special("TOOL"),
+        num_values=world.modulus,
+        tool_steps=solution.steps,
+        tools_allowed=scaffold.tools_allowed,
     )
 
 

@@ -33,7 +33,7 @@ import optax
 from fi_sim.factors.distribution import _depths_ok, _skills_ok
 from fi_sim.factors.registry import Param, Preset
 from fi_sim.factors.verifier import FACTOR, PrepareInputs, Trace, Verifier, outcome
-from fi_sim.world import policy
+from fi_sim.rollout import sample_attempt
 from fi_sim.world.grading import Graded, grade
 from fi_sim.world.policy import PolicyConfig, _Block
 from fi_sim.world.tokens import Vocab
@@ -91,22 +91,7 @@ def labelled_traces(inputs: PrepareInputs, num: int) -> tuple[Trace, Graded]:
     problems = world.sample(k_prompts, skill_w, depth_w, num)
     solution = world.solve(problems)
     prompts = vocab.encode_prompt(problems, scaffold.mode_token)
-    s = policy.sample(
-        inputs.policy,
-        inputs.base_params,
-        prompts,
-        k_sample,
-        1.0,
-        vocab.response_length,
-        scaffold.response_limit,
-        vocab.eos,
-        vocab.pad,
-        stop_token=vocab.special("RETRY"),
-        tool_token=vocab.special("TOOL"),
-        num_values=world.modulus,
-        tool_steps=solution.steps,
-        tools_allowed=scaffold.tools_allowed,
-    )
+    s = sample_attempt(world, inputs.policy, inputs.base_params, prompts, solution, scaffold, k_sample, 1.0)
     graded = grade(vocab, s.response, scaffold.response_limit, solution, problems.depth, actions=s.actions)
     return Trace(prompts, s.response), graded
 
