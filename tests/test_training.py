@@ -110,9 +110,8 @@ def test_a_reward_model_agrees_with_the_exact_check_on_the_base_and_not_off_it(b
         MODULES["verifier"].run_params(level, WORLD)
     )
     own = ready.params["reward_model"]
-    config = reward_model.config_of(own["net"])
     trace, graded = reward_model.labelled_traces(inputs._replace(key=jax.random.key(99)), 2048)
-    accepted = np.asarray(reward_model.score(own, trace, graded, config)) >= 0.5
+    accepted = np.asarray(reward_model.score(own, trace, graded)) >= 0.5
     right = np.asarray(graded.correct)
     assert 0.2 < right.mean() < 0.8  # both classes are common: agreement is informative
     agreement, majority = np.mean(accepted == right), max(right.mean(), 1 - right.mean())
@@ -127,6 +126,6 @@ def test_a_reward_model_agrees_with_the_exact_check_on_the_base_and_not_off_it(b
     graded_changed = jax.tree.map(lambda x: x[idx], graded)
     answers = np.asarray(VOCAB.parse_response(changed.response, VOCAB.response_length).answer)
     assert np.all(answers != np.asarray(graded_changed.answer))  # every changed trace answers wrong
-    false_positive_off = np.mean(np.asarray(reward_model.score(own, changed, graded_changed, config)) >= 0.5)
+    false_positive_off = np.mean(np.asarray(reward_model.score(own, changed, graded_changed)) >= 0.5)
     false_positive_on = np.mean(accepted[~right])
     assert false_positive_off > false_positive_on + 0.25, (false_positive_off, false_positive_on)

@@ -18,7 +18,8 @@ post-training moves it away. This mechanism is that proxy, trained, not describe
 
 The key is shared by every run of the same base and seed (`PrepareInputs.key`), so those runs train the same
 reward model: it is computed once per run but is one model per (base, seed, scaffold, configuration). Its shapes
-(`labelled`, `width`, `layers`, `train_steps`, `batch_size`) are static: a change compiles another group.
+(`labelled`, `label_skills`, `label_depths`, `width`, `layers`, `train_steps`, `batch_size`) are static: a change
+compiles another group.
 """
 
 from __future__ import annotations
@@ -60,11 +61,16 @@ class ScoreNet(nn.Module):
         return nn.Dense(1)(h)[:, 0]
 
 
-def net_config(base: PolicyConfig, options: Mapping[str, Any]) -> PolicyConfig:
-    width = int(options["width"])
-    return PolicyConfig(
-        base.vocab_size, base.sequence_length, width, int(options["layers"]), num_heads=2 if width % 2 == 0 else 1
-    )
+def net_config(vocab_size: int, sequence_length: int, width: int, layers: int) -> PolicyConfig:
+    """The scoring network's shape (two heads where the width allows)."""
+    return PolicyConfig(vocab_size, sequence_length, width, layers, num_heads=2 if width % 2 == 0 else 1)
+
+
+def config_of(net: Any) -> PolicyConfig:
+    """The network's configuration, read from its parameters' shapes."""
+    length, width = net["position"].shape
+    layers = sum(1 for k in net if k.startswith("block"))
+    return net_config(net["Embed_0"]["embedding"].shape[0], length, width, layers)
 
 
 def score_logits(config: PolicyConfig, net: Any, trace: Trace, length: jax.Array) -> jax.Array:
@@ -99,7 +105,7 @@ def labelled_traces(inputs: PrepareInputs, num: int) -> tuple[Trace, Graded]:
 def train(p: Mapping[str, jax.Array], inputs: PrepareInputs) -> dict[str, Any]:
     """Fit the reward model; returns its network parameters (`net`) for the run's per-run parameters."""
     o = inputs.options
-    config = net_config(inputs.policy, o)
+    config = net_config(inputs.policy.vocab_size, inputs.policy.sequence_length, int(o["width"]), int(o["layers"]))
     k_data, k_noise, k_init, k_steps = jax.random.split(inputs.key, 4)
     trace, graded = labelled_traces(inputs._replace(key=k_data), int(o["labelled"]))
     flip = jax.random.uniform(k_noise, graded.correct.shape) < p["label_noise"]
@@ -125,21 +131,13 @@ def train(p: Mapping[str, jax.Array], inputs: PrepareInputs) -> dict[str, Any]:
     return {"net": net}
 
 
-def score(p: Mapping[str, Any], trace: Trace, graded: Graded, config: PolicyConfig) -> jax.Array:
-    """The reward model's P(right | trace) [...]."""
-    return jax.nn.sigmoid(score_logits(config, p["net"], trace, graded.length))
-
-
-def config_of(net: Any) -> PolicyConfig:
-    """The network's configuration, read from its parameters' shapes."""
-    length, width = net["position"].shape
-    layers = sum(1 for k in net if k.startswith("block"))
-    vocab_size = net["Embed_0"]["embedding"].shape[0]
-    return PolicyConfig(vocab_size, length, width, layers, num_heads=2 if width % 2 == 0 else 1)
+def score(p: Mapping[str, Any], trace: Trace, graded: Graded) -> jax.Array:
+    """The reward model's P(right | trace) [...] (its trained network in `p["net"]`)."""
+    return jax.nn.sigmoid(score_logits(config_of(p["net"]), p["net"], trace, graded.length))
 
 
 def _rewards(p, graded, key, world, trace):
-    s = score(p, trace, graded, config_of(p["net"]))
+    s = score(p, trace, graded)
     value = jnp.where(p["acceptance"] == ACCEPTANCE.index("score"), s, (s >= p["threshold"]).astype(jnp.float32))
     return outcome(graded, value)
 
