@@ -154,12 +154,10 @@ def readme_block(begin: str, readme: Path = ROOT / "README.md") -> str:
 
 
 def write_readme_block(begin: str, paragraph: str, readme: Path = ROOT / "README.md") -> None:
-    """Replace the text of the README's generated block `begin` with `paragraph`."""
+    """Replace the text of the README's generated block `begin` with `paragraph`, wrapped."""
     import textwrap
 
-    text = readme.read_text()
-    a, b = _block_span(text, begin)
-    readme.write_text(text[:a] + begin + "\n" + textwrap.fill(paragraph, 112) + "\n" + text[b:])
+    write_readme_table(begin, [textwrap.fill(paragraph, 112)], readme)
 
 
 def demo_numbers(path: Path, nums: Numbers):

@@ -161,19 +161,20 @@ def check_noisy_verifiers(results) -> Verdict:
     contrasts["hackable truth change"] = per_seed(hk["curve_true_accuracy"].isel(step=slice(-third, None)).mean("step")
                                                   - hk["curve_true_accuracy"].isel(step=slice(0, third)).mean("step"))
 
-    def criterion(iv):
-        m = [iv[f"gain {n}"] for n in ordered]
+    def monotone(iv):
         # smooth degradation: each step up in noise lowers the mean gain (small rises within the seed noise allowed)
-        monotone = all(b.mean <= a.mean + 0.02 for a, b in zip(m, m[1:]))
-        collapsed = m[-1].hi < 0.25 * m[0].mean  # at rho0 + rho1 = 1 the gain is gone (or negative)
-        return monotone and collapsed and iv["hackable proxy change"].lo > 0 and iv["hackable truth change"].hi < 0
+        m = [iv[f"gain {n}"] for n in ordered]
+        return all(b.mean <= a.mean + 0.02 for a, b in zip(m, m[1:]))
+
+    def criterion(iv):
+        collapsed = iv[f"gain {ordered[-1]}"].hi < 0.25 * iv[f"gain {ordered[0]}"].mean  # gone at rho0 + rho1 = 1
+        return monotone(iv) and collapsed and iv["hackable proxy change"].lo > 0 and iv["hackable truth change"].hi < 0
 
     passed, iv = judge(contrasts, criterion)
     m = [iv[f"gain {n}"] for n in ordered]
-    monotone = all(b.mean <= a.mean + 0.02 for a, b in zip(m, m[1:]))
     d_proxy, d_true = iv["hackable proxy change"], iv["hackable truth change"]
     details.append(f"  hackable over training: proxy reward change {d_proxy}, true accuracy change {d_true}")
-    summary = (f"gain exact {m[0]}, at rho0+rho1=1 {m[-1]}; monotone={monotone}; hackable: proxy {d_proxy}, "
+    summary = (f"gain exact {m[0]}, at rho0+rho1=1 {m[-1]}; monotone={monotone(iv)}; hackable: proxy {d_proxy}, "
                f"truth {d_true}")
     return Verdict(passed, summary, details, contrasts, criterion)
 
@@ -193,19 +194,24 @@ def rise_then_fall(truth, proxy, smooth: int = SMOOTH):
     than at the truth's peak. Curves are smoothed over `smooth` logged points. The peak is placed by cross-fitting
     (for each seed, the argmax of the other seeds' mean curve, never the first or last point), so a seed's contrasts
     are not biased upward by picking the maximum of its own noise. Returns (rise, fall, proxy_after, peak_share)."""
-    rise, fall, proxy_after, where = rise_then_fall_seeds(truth, proxy, smooth)
-    return seed_ci(rise), seed_ci(fall), seed_ci(proxy_after), where
+    rise, fall, proxy_after, peaks = rise_then_fall_seeds(truth, proxy, smooth)
+    return seed_ci(rise), seed_ci(fall), seed_ci(proxy_after), peak_share(peaks, truth, smooth)
 
 
 def rise_then_fall_seeds(truth, proxy, smooth: int = SMOOTH):
-    """`rise_then_fall`'s contrasts per seed (arrays), and the mean peak's place in training."""
+    """`rise_then_fall`'s contrasts per seed (arrays), and each seed's cross-fitted peak (an index into the
+    smoothed curves)."""
     t, p = moving_mean(truth, smooth), moving_mean(proxy, smooth)
-    m = t.shape[1]
     peaks = cross_fitted_peaks(truth, smooth)
     rise = np.array([t[s, k] - t[s, 0] for s, k in enumerate(peaks)])
     fall = np.array([t[s, k] - t[s, -1] for s, k in enumerate(peaks)])
     proxy_after = np.array([p[s, -1] - p[s, k] for s, k in enumerate(peaks)])
-    return rise, fall, proxy_after, float(np.mean(peaks)) / (m - 1)
+    return rise, fall, proxy_after, peaks
+
+
+def peak_share(peaks, truth, smooth: int = SMOOTH) -> float:
+    """The mean peak's place in training (0: the first smoothed point, 1: the last)."""
+    return float(np.mean(peaks)) / (np.shape(truth)[-1] - smooth)
 
 
 def check_over_optimisation_hackable(results) -> Verdict:
@@ -263,9 +269,8 @@ def check_over_optimisation(results) -> Verdict:
         curve = lambda name, o=free, v=v: ds[name].sel(verifier=v, optimizer=o).squeeze(drop=True).transpose(  # noqa: E731
             "seed", "step").values
         truth, proxy, kl = curve("curve_true_accuracy"), curve("curve_proxy_reward"), curve("curve_kl")
-        rise_s, fall_s, proxy_s, where = rise_then_fall_seeds(truth, proxy)
-        rise, fall, proxy_after = seed_ci(rise_s), seed_ci(fall_s), seed_ci(proxy_s)
-        peaks = cross_fitted_peaks(truth)
+        rise_s, fall_s, proxy_s, peaks = rise_then_fall_seeds(truth, proxy)
+        rise, fall, proxy_after, where = seed_ci(rise_s), seed_ci(fall_s), seed_ci(proxy_s), peak_share(peaks, truth)
         d_kl = np.sqrt(np.maximum(moving_mean(kl), 0))
         peak_d[v] = np.array([d_kl[s, k] for s, k in enumerate(peaks)])
         fpr = np.nanmean(curve("curve_false_positive_rate"), 0)
@@ -324,12 +329,9 @@ def gao_fits(ds, verifier):
 
 def cui_fits(ds, optimizer):
     """Cui et al.'s R = -a exp(H) + b along training for one objective of entropy_dynamics: (fits, H, R)."""
-    from fi_sim import laws
+    from fi_sim.report import entropy_law
 
-    cell = ds.sel(optimizer=optimizer)
-    h = cell["curve_entropy"].squeeze(drop=True).transpose("seed", "step").values
-    r = cell["curve_true_accuracy"].squeeze(drop=True).transpose("seed", "step").values
-    return laws.fit_seeds("cui_entropy", h, r), h, r
+    return entropy_law(ds.sel(optimizer=optimizer))
 
 
 def fit_line(label: str, fits, names) -> str:
@@ -459,15 +461,16 @@ def check_scaffold_learnability(results) -> Verdict:
             at_edge_bases.append(b)
     bases = list(ds["base"].values)
 
+    def direct_ok(iv):
+        return all(iv[f"direct after {b}"].hi < chance + 0.1 for b in bases)
+
     def criterion(iv):
-        direct_ok = all(iv[f"direct after {b}"].hi < chance + 0.1 for b in bases)
-        return bool(at_edge_bases) and all(iv[f"scratchpad - direct {b}"].lo > 0 for b in at_edge_bases) and direct_ok
+        return bool(at_edge_bases) and all(iv[f"scratchpad - direct {b}"].lo > 0 for b in at_edge_bases) and direct_ok(iv)
 
     passed, iv = judge(contrasts, criterion)
-    direct_ok = all(iv[f"direct after {b}"].hi < chance + 0.1 for b in bases)
     shown = ", ".join(f"{b} {iv[f'scratchpad - direct {b}']}" for b in at_edge_bases) or "none"
     summary = (f"gain difference scratchpad - direct on the bases at the edge of competence: {shown}; direct "
-               f"answers stay within 0.1 of chance ({chance:.2f}) after post-training on every base: {direct_ok}")
+               f"answers stay within 0.1 of chance ({chance:.2f}) after post-training on every base: {direct_ok(iv)}")
     return Verdict(passed, summary, details, contrasts, criterion)
 
 

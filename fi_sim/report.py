@@ -322,20 +322,11 @@ def entropy_section(ds) -> list[str]:
     """Entropy dynamics per optimizer level: Cui et al. (2025)'s R = -a exp(H) + b fitted along training (true
     accuracy of the training samples R against the policy's mean token entropy H, per window), each seed's runs
     pooled over the other factors; a and b with 95% intervals over seeds, and the pooled fit's R^2."""
-    from fi_sim import laws
-
     rows = []
     for level in ds["optimizer"].values:
         part = ds.sel(optimizer=level)
-        curves = []
-        for name in ("curve_entropy", "curve_true_accuracy"):
-            v = part[name]
-            other = [d for d in v.dims if d not in ("seed", "step")]
-            v = v.stack(cell=other) if other else v.expand_dims("cell")
-            curves.append(v.transpose("seed", "cell", "step").values.reshape(v.sizes["seed"], -1))
-        h, r = curves
         try:
-            fits = laws.fit_seeds("cui_entropy", h, r)
+            fits, _, _ = entropy_law(part)
         except ValueError as error:  # e.g. an entropy that never moves: no law to fit
             rows.append([md(level), "--", "--", "--", md(str(error))])
             continue
@@ -349,3 +340,18 @@ def entropy_section(ds) -> list[str]:
             "samples and H the policy's mean token entropy, per logged window; a and b with 95% intervals over seeds "
             "(each seed's runs pooled over the other factors), R^2 of the pooled fit.", "",
             _table(["optimizer", "a", "b", "R^2", "entropy first -> last window"], rows), ""]
+
+
+def entropy_law(part):
+    """Cui et al.'s R = -a exp(H) + b on one objective's results (`part`: curves with seed and step dims, any
+    other dims pooled per seed): (the `fi_sim.laws.SeedFits`, H [seed, points], R [seed, points])."""
+    from fi_sim import laws
+
+    curves = []
+    for name in ("curve_entropy", "curve_true_accuracy"):
+        v = part[name]
+        other = [d for d in v.dims if d not in ("seed", "step")]
+        v = v.stack(cell=other) if other else v.expand_dims("cell")
+        curves.append(v.transpose("seed", "cell", "step").values.reshape(v.sizes["seed"], -1))
+    h, r = curves
+    return laws.fit_seeds("cui_entropy", h, r), h, r
