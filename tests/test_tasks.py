@@ -102,3 +102,24 @@ def test_parse_response_reads_the_answer_and_the_format():
         assert (int(parsed.answer), bool(parsed.well_formed), int(parsed.length)) == (answer, ok, length), text
     one = vocab.parse_response(jnp.asarray(vocab.tokenize("6 2 <EOS> <PAD> <PAD>")), 1)  # direct: first token only
     assert (int(one.answer), bool(one.well_formed), int(one.length)) == (6, True, 1)
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**16), depths=st.sampled_from([(), (2, 3), (4,)]),
+       family=st.sampled_from(["chain", "parity", "dag"]))
+def test_eval_items_are_concrete_and_the_same_integers_as_drawn_op_by_op(seed, depths, family):
+    modulus, period = (2, 2) if family == "parity" else (10, 5)
+    world = TaskWorld(modulus=modulus, num_skills=2 if family == "parity" else 4, max_depth=4, seed=seed,
+                      heldout_period=period, family=family, eval_size=64, eval_depths=depths)
+    with jax.disable_jit():
+        eager = world.draw_eval_items()
+
+    def traced():  # called while a program is traced, the items are still concrete (a constant of the program)
+        inside = world.eval_items()
+        assert not any(isinstance(x, jax.core.Tracer) for x in inside)
+        return inside
+
+    for got, want in zip(jax.jit(traced)(), eager):
+        assert np.asarray(got).dtype == np.asarray(want).dtype
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert world.eval_items() is world.eval_items()  # drawn once per world

@@ -26,6 +26,7 @@ depth-1 items are shared by training and evaluation.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -303,7 +304,16 @@ class TaskWorld:
         return skills / skills.sum(), depths / depths.sum()
 
     def eval_items(self) -> Problems:
-        """The fixed held-out evaluation items (from the evaluation partition of problem space)."""
+        """The fixed held-out evaluation items (from the evaluation partition of problem space).
+
+        Drawn once per world by one compiled program (op by op it took 3 s of every process's start) and always
+        returned as concrete arrays, also when called while a program is traced: a program then embeds the
+        items as a constant instead of computing them for XLA to fold at compile time. The same integers as
+        drawing them op by op (`draw_eval_items` under `jax.disable_jit()`; tested)."""
+        return _eval_items(self)
+
+    def draw_eval_items(self) -> Problems:
+        """The evaluation items as a traceable computation (see `eval_items`)."""
         skills, depths = self.eval_weights()
         key = jax.random.fold_in(jax.random.key(self.seed), 0xE7A1)
         return self.sample(key, jnp.asarray(skills), jnp.asarray(depths), self.eval_size, heldout=True)
@@ -314,3 +324,9 @@ class TaskWorld:
         for s in skills:
             values.append(int(FAMILIES[self.family].reference(self, values, s)))
         return values[-1]
+
+
+@functools.lru_cache(maxsize=64)
+def _eval_items(world: TaskWorld) -> Problems:
+    with jax.ensure_compile_time_eval():
+        return jax.jit(TaskWorld.draw_eval_items, static_argnums=0)(world)
