@@ -38,6 +38,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import jax
@@ -47,6 +48,7 @@ from jax.sharding import SingleDeviceSharding
 
 from fi_sim import metrics
 from fi_sim.engine.runfn import eval_items, make_run, prepare_verifier
+from fi_sim.engine.warm import WarmIndex
 from fi_sim.evaluate import make_evaluate
 from fi_sim.train import make_pretrain
 
@@ -84,6 +86,7 @@ def pretrain_row(static):
         tail = metrics.tail_steps(static.steps)
         return params, jnp.mean(losses[-tail:]) if static.steps else jnp.float32(jnp.nan)
 
+    one.fingerprint = f"pretrain_row:{static!r}"  # type: ignore[attr-defined]  # the warm-start key (warm.py)
     return one
 
 
@@ -102,13 +105,16 @@ def base_eval_row(static, world_settings):
             "base_score_by_skill": r.true_by_skill, "base_score_by_item": r.true_by_item,
             "base_eval_tokens": r.tokens})
 
+    one.fingerprint = f"base_eval_row:{static!r}:{world_settings!r}"  # type: ignore[attr-defined]
     return one
 
 
 @functools.lru_cache(maxsize=None)
 def run_row(static, world_settings):
     """One post-training run of a group (see `runfn.make_run`); its outputs are a dict treated generically."""
-    return make_run(static, eval_items(world_settings))
+    run = make_run(static, eval_items(world_settings))
+    run.fingerprint = f"run_row:{static!r}:{world_settings!r}"  # type: ignore[attr-defined]
+    return run
 
 
 # ---------------------------------------------------------------------------------------------- Ctrl-C
@@ -187,6 +193,20 @@ class CompileRecord:
     label: str
     seconds: float
     memory_bytes: int | None  # per device, from XLA's memory analysis (None where the backend gives none)
+    # "compiled" (by XLA, here), "loaded" (traced, then loaded from a cache) or "warm" (found without tracing)
+    source: str = "compiled"
+    cold_seconds: float | None = None  # what this program's cold compile took (recorded with its binary)
+
+    def describe(self) -> str:
+        """How the executable was obtained, e.g. "compiled group 0 in 18.5s" or "loaded group 0 in 0.9s without
+        tracing (warm cache; cold compile 18.5s)"."""
+        what = self.label or "function"
+        cold = "" if self.cold_seconds is None else f"; cold compile {self.cold_seconds:.1f}s"
+        if self.source == "warm":
+            return f"loaded {what} in {self.seconds:.1f}s without tracing (warm cache{cold})"
+        if self.source == "loaded":
+            return f"traced {what} and loaded it from the cache in {self.seconds:.1f}s"
+        return f"compiled {what} in {self.seconds:.1f}s"
 
 
 def local_devices(count: int | None = None) -> tuple:
@@ -213,7 +233,10 @@ class Executor:
     def __post_init__(self):
         self.devices = tuple(self.devices)
         self._pool = None
+        self._check_pool: ThreadPoolExecutor | None = None
         self._binaries = Binaries(self.binaries)
+        self._warm = WarmIndex(None if self._binaries.path is None else Path(self._binaries.path).parent / "warm")
+        self._stale: set = set()  # warm-start keys found stale in this process (never looked up again)
         self.stop = None  # a StopRequest while `stop_after_chunk` is active
         self._mapping = False
 
@@ -231,9 +254,15 @@ class Executor:
         return self._pool
 
     def close(self) -> None:
+        for key, per_device in list(self.compiled.items()):  # checks still pending (compiled, never mapped)
+            if "check" in per_device:
+                self._verify_key(key)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._check_pool is not None:
+            self._check_pool.shutdown(wait=True)
+            self._check_pool = None
 
     def abandon(self) -> None:
         """Stop waiting for the device threads (after Ctrl-C): a computation in flight finishes in its thread and
@@ -256,7 +285,11 @@ class Executor:
                 copies: bool = True):
         """The compiled executable of `row` for `device_batch` rows on the first device (built once, timed);
         with `all_devices`, also on every other device. `args` is a pytree of example rows (any leading size);
-        only shapes and dtypes are used."""
+        only shapes and dtypes are used.
+
+        Found without tracing where the warm-start index has it (`fi_sim.engine.warm`): the program is then
+        traced and lowered in a background thread while the binary computes, and checked before any result is
+        returned (`verify`). Else traced and lowered here, then loaded from the binaries or compiled."""
         key = self._key(row, args, device_batch)
         per_device = self.compiled.setdefault(key, {})
         todo = [d for d in (self.devices if all_devices else self.devices[:1]) if d not in per_device]
@@ -266,35 +299,92 @@ class Executor:
             self.stop.checkpoint()  # a compile between pieces of work: nothing in flight, Ctrl-C stops at once
         t = time.perf_counter()
         first = self.devices[0]
+        source, cold = "loaded", None
         if first in todo:
-            lowered = self._lower(row, args, device_batch, first)
-            blob = self._binaries.get(lowered, first) if copies else None
-            exe = load(blob, lowered, first) if blob is not None else None
-            if exe is None:
-                hits = _cache_hits()
-                exe = lowered.compile()
-                # a fresh binary can be copied to other devices; one loaded from JAX's compilation cache cannot
-                blob = serialize(exe) if copies and _cache_hits() == hits else None
+            warm_key = self._warm.key(row, args, device_batch, first) if copies else None
+            entry = self._warm.get(warm_key) if warm_key not in self._stale else None
+            blob = self._binaries.read(entry["binary"]) if entry is not None else None
+            exe = load_binary(blob, first, entry["in_tree"], entry["out_tree"]) if entry and blob else None
+            if entry is not None and exe is not None:
+                source, cold = "warm", entry.get("compile_seconds")
+                per_device.update({first: exe, "blob": blob, "binary": entry["binary"], "program": entry["program"],
+                                   "trees": (entry["in_tree"], entry["out_tree"]), "warm_key": warm_key,
+                                   "check": self._checker().submit(self._lower, row, args, device_batch, first)})
+            else:
+                lowered = self._lower(row, args, device_batch, first)
+                name = self._binaries.name(lowered, first)
+                blob = self._binaries.read(name) if copies else None
+                exe = load(blob, lowered, first) if blob is not None else None
+                if exe is None:
+                    hits = _cache_hits()
+                    exe = lowered.compile()
+                    source = "compiled" if _cache_hits() == hits else "loaded"
+                    # a fresh binary can be copied to other devices; one loaded from JAX's compilation cache cannot
+                    blob = serialize(exe) if copies and source == "compiled" else None
+                    if blob is not None:
+                        self._binaries.write(name, blob)
+                trees = (jax.tree.structure(lowered.args_info), lowered.out_tree)
+                program = program_hash(lowered)
+                cold = time.perf_counter() - t if source == "compiled" else None
                 if blob is not None:
-                    self._binaries.put(lowered, first, blob)
-            per_device.update({first: exe, "blob": blob, "lowered": lowered})
+                    self._warm.put(warm_key, program, name, *trees, compile_seconds=cold)
+                per_device.update({first: exe, "blob": blob, "binary": name, "lowered": lowered, "trees": trees,
+                                   "program": program, "warm_key": warm_key})
             todo.remove(first)
-        else:
-            lowered, blob = per_device["lowered"], per_device["blob"]
-        for d in todo:  # the same binary on every other device; its own compile only where that is impossible
-            exe = load(blob, lowered, d) if blob is not None else None
-            per_device[d] = exe if exe is not None else self._lower(row, args, device_batch, d).compile()
+        blob, trees = per_device["blob"], per_device["trees"]
+
+        def other(d):  # the same binary on every other device; its own compile only where that is impossible
+            exe = load_binary(blob, d, *trees) if blob is not None else None
+            return exe if exe is not None else self._lower(row, args, device_batch, d).compile()
+
+        if todo:
+            per_device.update(zip(todo, self._workers().map(other, todo)))
         seconds = time.perf_counter() - t
         self.compile_seconds += seconds
         exe = per_device[first]
         if self.on_compile is not None:
             where = f" on {len(todo) + 1} device(s)" if self.num_devices > 1 and all_devices else ""
-            self.on_compile(CompileRecord(f"{label}{where}", seconds, memory_bytes(exe)))
+            self.on_compile(CompileRecord(f"{label}{where}", seconds, memory_bytes(exe), source, cold))
+        per_device["record"] = CompileRecord(label, seconds, memory_bytes(exe), source, cold)
         return exe
 
-    def lowered(self, row, args, device_batch: int):
-        """The lowered program of a compiled `row` (see `compile`), e.g. to hash what a group computes."""
-        return self.compiled[self._key(row, args, device_batch)]["lowered"]
+    def record(self, row, args, device_batch: int) -> CompileRecord:
+        """How a compiled `row` was obtained: its last `compile` (time, memory, source)."""
+        return self.compiled[self._key(row, args, device_batch)]["record"]
+
+    def _checker(self) -> ThreadPoolExecutor:
+        if self._check_pool is None:
+            self._check_pool = ThreadPoolExecutor(1, thread_name_prefix="fi_sim-check")
+        return self._check_pool
+
+    def verify(self, row, args, device_batch: int) -> bool:
+        """Wait for the check of a warm-started program (see `compile`): True when the binary is the traced
+        program's (or was not warm-started). Otherwise the entry is dropped and forgotten, with a warning, and
+        False: the caller compiles afresh and computes again."""
+        return self._verify_key(self._key(row, args, device_batch))
+
+    def _verify_key(self, key) -> bool:
+        per_device = self.compiled.get(key, {})
+        check = per_device.pop("check", None)
+        if check is None:
+            return True
+        lowered = check.result()
+        if program_hash(lowered) == per_device["program"]:
+            per_device["lowered"] = lowered
+            return True
+        warnings.warn("a warm-start entry's binary is not this program's (code changed where its key cannot see: "
+                      "e.g. a mechanism edited in a notebook); compiling afresh and computing its rows again")
+        self._stale.add(per_device.get("warm_key"))
+        self._warm.drop(per_device.get("warm_key"))
+        self.compiled.pop(key, None)
+        return False
+
+    def program(self, row, args, device_batch: int) -> str:
+        """The hash of a compiled `row`'s lowered program (what a reused run must share, see `grow`); waits for a
+        warm start's check (and compiles afresh where it fails)."""
+        if not self.verify(row, args, device_batch):
+            self.compile(row, args, device_batch, all_devices=False)
+        return self.compiled[self._key(row, args, device_batch)]["program"]
 
     def map(self, row, args, device_batch: int, label: str = ""):
         """Apply `row` to every row of `args` (a tuple of pytrees with a leading rows axis); returns numpy
@@ -324,8 +414,11 @@ class Executor:
             warnings.warn(f"a loaded executable failed to run ({str(error).splitlines()[0][:200]}); "
                           "recompiling without the compilation cache")
             stale = self.compiled.pop(self._key(row, args, device_batch), {})
-            if "lowered" in stale:
-                self._binaries.drop(stale["lowered"], self.devices[0])
+            stale.pop("check", None)
+            if "binary" in stale:
+                self._binaries.drop(stale["binary"])
+            self._stale.add(stale.get("warm_key"))
+            self._warm.drop(stale.get("warm_key"))
             enabled = jax.config.jax_enable_compilation_cache  # type: ignore[attr-defined]  # an option, not in stubs
             jax.config.update("jax_enable_compilation_cache", False)
             try:
@@ -354,6 +447,8 @@ class Executor:
         results = {}
         for part in self._workers().map(work, range(min(self.num_devices, batches))):
             results.update(part)
+        if not self.verify(row, args, device_batch):  # a warm-start binary that is not this program's: again
+            return self._map(row, args, device_batch, label)
         ordered = [results[k] for k in range(batches)]
         return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs])[:n], *ordered)
 
@@ -369,9 +464,22 @@ def serialize(exe) -> bytes | None:
         return None
 
 
+def program_hash(lowered) -> str:
+    """Hash of a lowered program (everything that shapes its arithmetic, the code included): a group's identity."""
+    import hashlib
+
+    return hashlib.sha256(lowered.as_text().encode()).hexdigest()
+
+
 def load(blob: bytes, lowered, device):
-    """The binary `blob` (of `lowered`, compiled for one device) loaded onto `device`, without compiling; None
-    where that fails (an API this relies on changed): the caller then compiles."""
+    """The binary `blob` (of `lowered`, compiled for one device) loaded onto `device` (see `load_binary`)."""
+    return load_binary(blob, device, jax.tree.structure(lowered.args_info), lowered.out_tree)
+
+
+def load_binary(blob: bytes, device, in_tree, out_tree):
+    """The binary `blob` (compiled for one device; called with the trees `in_tree`, `out_tree`) loaded onto
+    `device`, without compiling; None where that fails (an API this relies on changed): the caller then
+    compiles."""
     import io
     import pickle
 
@@ -392,10 +500,9 @@ def load(blob: bytes, lowered, device):
                 raise pickle.UnpicklingError(f"unknown persistent id {pid[0]!r}")
 
         unloaded, args_info, no_kwargs = Loader(io.BytesIO(blob)).load()
-        in_tree = jax.tree.structure(lowered.args_info)
         # PyTreeDef (jaxlib) does not resolve for mypy here, so its `unflatten` is unknown to it
         exe = jax.stages.Compiled(unloaded.load(), [], in_tree.unflatten(args_info),  # type: ignore[attr-defined]
-                                  lowered.out_tree, no_kwargs=no_kwargs)
+                                  out_tree, no_kwargs=no_kwargs)
         if any(set(s.device_set) != {device} for s in jax.tree.leaves(exe.input_shardings)):
             log.warning("fi_sim: a loaded executable is not placed on %s; compiling there instead", device)
             return None
@@ -432,41 +539,42 @@ class Binaries:
 
         self.path = None if path is False else (path or cache.binaries_dir())
 
-    def _file(self, lowered, device):
+    def name(self, lowered, device) -> str:
+        """The file name of `lowered`'s binary for `device`'s kind."""
         import hashlib
 
         import jaxlib
 
         key = "\n".join([jax.__version__, jaxlib.__version__, device.platform, device.device_kind,
                           os.environ.get("XLA_FLAGS", ""), os.environ.get("NPROC", ""),
-                          str(jax.config.jax_enable_x64), lowered.as_text()])
-        return self.path / f"{hashlib.sha256(key.encode()).hexdigest()}.bin"
+                          str(getattr(jax.config, "jax_enable_x64")), lowered.as_text()])
+        return f"{hashlib.sha256(key.encode()).hexdigest()}.bin"
 
-    def get(self, lowered, device) -> bytes | None:
-        if self.path is None:
+    def read(self, name: str) -> bytes | None:
+        if self.path is None or not isinstance(name, str) or "/" in name:
             return None
         try:
-            return self._file(lowered, device).read_bytes()
+            return (Path(self.path) / name).read_bytes()
         except FileNotFoundError:  # a cache miss
             return None
         except Exception as error:
             log.warning("fi_sim: cannot read a cached binary (%r); compiling instead", error)
             return None
 
-    def put(self, lowered, device, blob: bytes) -> None:
+    def write(self, name: str, blob: bytes) -> None:
         if self.path is None:
             return
         try:
             from fi_sim.engine.store import atomic_write
 
-            atomic_write(self._file(lowered, device), blob)
+            atomic_write(Path(self.path) / name, blob)
         except Exception as error:  # an unwritable cache must not stop a study
             log.warning("fi_sim: cannot write a compiled binary to the cache %s (%r)", self.path, error)
 
-    def drop(self, lowered, device) -> None:
+    def drop(self, name: str) -> None:
         if self.path is not None:
             try:
-                self._file(lowered, device).unlink()
+                (Path(self.path) / name).unlink()
             except FileNotFoundError:
                 pass
             except Exception as error:

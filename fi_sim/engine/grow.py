@@ -32,11 +32,6 @@ from fi_sim.errors import ResultsError
 PREVIOUS = "previous"
 
 
-def program_hash(lowered) -> str:
-    """Hash of a group's lowered program (everything that shapes its runs' arithmetic, the code included)."""
-    return hashlib.sha256(lowered.as_text().encode()).hexdigest()
-
-
 def run_identity(run_id: int, study_seed: int, device_batch: int, program: str) -> str:
     return hashlib.sha256(f"{run_id}:{study_seed}:{device_batch}:{program}".encode()).hexdigest()[:32]
 

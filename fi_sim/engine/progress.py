@@ -51,7 +51,7 @@ class Progress:
         """A compiled executable was built (AOT): its time is reported apart from run time."""
         self.compile_s += record.seconds
         mem = "" if record.memory_bytes is None else f", {record.memory_bytes / 2**20:,.1f} MiB per device"
-        self.log(f"  compiled {record.label or 'function'} in {record.seconds:.1f}s{mem}")
+        self.log(f"  {record.describe()}{mem}")
 
     # ------------------------------------------------------------------ chunks of runs
     def set_total(self, runs: int, steps_per_run: float) -> None:

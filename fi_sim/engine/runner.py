@@ -183,7 +183,9 @@ class Bases:
             wait_for(self.rd, "bases", [base_name(j) for j in jobs], self.progress, self.timeout, "pretrained base(s)")
             for job in jobs:
                 if job.static not in self._templates:
-                    self._templates[job.static] = init_params(job.static.policy, jax.random.key(0))
+                    # only the tree's structure is read (shapes, not values: no op-by-op initialisation, seconds)
+                    self._templates[job.static] = jax.eval_shape(lambda c=job.static.policy: init_params(
+                        c, jax.random.key(0)))
                 self._params[job.index] = _unflatten(self._templates[job.static], self.rd.read("bases", base_name(job))[0])
         return [self._params[i] for i in indices]
 
@@ -237,7 +239,6 @@ def run_chunks(plan: Plan, rd: RunDirectory, bases: Bases, executor, progress: P
     reuse = grow.Reuse(rd.path)
     if reuse:
         progress.log(f"  {len(reuse)} finished run(s) of the study this directory grew from can be reused")
-    programs: dict[int, str] = {}
     for k, group, ci, runs in mine:
         name = chunk_name(group.index, ci)
         if rd.has("chunks", name):
@@ -245,13 +246,15 @@ def run_chunks(plan: Plan, rd: RunDirectory, bases: Bases, executor, progress: P
             continue
         row = execute.run_row(group.static, study.world)
         example = sizing.example_run_args(plan, group)
-        if group.index not in programs:
-            # the identity of the group's program: what a reused run must share (compiled once, kept for the run)
-            executor.compile(row, example, plan.device_batch, label=f"group {group.index}")
-            programs[group.index] = grow.program_hash(executor.lowered(row, example, plan.device_batch))
-        identities = [grow.run_identity(r.run_id, study.seed, plan.device_batch, programs[group.index])
-                      for r in runs]
-        reused = reuse.find(identities) if reuse else {}
+        executor.compile(row, example, plan.device_batch, label=f"group {group.index}")  # once, kept for the run
+
+        def identities_of(runs=runs, row=row, example=example):
+            # the identity of the group's program: what a reused run must share (a warm start's is known once it
+            # is checked: before computing where runs may be reused, else after)
+            program = executor.program(row, example, plan.device_batch)
+            return [grow.run_identity(r.run_id, study.seed, plan.device_batch, program) for r in runs]
+
+        reused = reuse.find(identities_of()) if reuse else {}
         todo = [i for i in range(len(runs)) if i not in reused]
         t = time.perf_counter()
         computed = {}
@@ -265,6 +268,7 @@ def run_chunks(plan: Plan, rd: RunDirectory, bases: Bases, executor, progress: P
             out["status"] = faults.run_status(out, group.static)
             computed = {i: {key: v[j] for key, v in out.items()} for j, i in enumerate(todo)}
         seconds = time.perf_counter() - t
+        identities = identities_of()
         rows = [computed[i] if i in computed else reused[i] for i in range(len(runs))]
         out = {key: np.stack([r[key] for r in rows]) for key in rows[0] if key != "run_id"}
         out["run_id"] = np.array([r.run_id for r in runs], np.int64)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -153,6 +154,7 @@ class GroupSizing:
     memory_bytes: int | None  # per device, of the executable at the plan's device batch
     compile_seconds: float
     calibrated_seconds: float | None = None  # one call of D x device_batch runs, measured
+    record: Any = None  # how the executable was obtained (execute.CompileRecord: compiled, loaded, warm)
 
 
 @dataclass
@@ -238,9 +240,10 @@ def size_plan(study, executor, *, chunk_size: int | None = None, device_batch: i
     sizing = Sizing(plan, available, D, platform, chosen_by, canonical)
     for g in plan.groups:
         t = time.perf_counter()
-        exe = executor.compile(execute.run_row(g.static, study.world), example_run_args(plan, g), device_batch,
-                               label=f"group {g.index}", all_devices=False)
-        rec = GroupSizing(g.index, execute.memory_bytes(exe), time.perf_counter() - t)
+        row, example = execute.run_row(g.static, study.world), example_run_args(plan, g)
+        exe = executor.compile(row, example, device_batch, label=f"group {g.index}", all_devices=False)
+        rec = GroupSizing(g.index, execute.memory_bytes(exe), time.perf_counter() - t,
+                          record=executor.record(row, example, device_batch))
         sizing.groups.append(rec)
         need = None if rec.memory_bytes is None else rec.memory_bytes * (D if platform == "cpu" else 1)
         if need is not None and need > available:
@@ -273,7 +276,7 @@ def calibrate(sizing: Sizing, executor) -> None:
         # real base shapes but zero weights would make a degenerate policy; a random one is representative
         from fi_sim.world.policy import init_params
 
-        base = init_params(g.static.policy, jax.random.key(0))
+        base = jax.jit(init_params, static_argnums=0)(g.static.policy, jax.random.key(0))
         args = (execute.stack([base] * execute.num_rows(args)),) + tuple(args[1:])
         executor.map(row, args, plan.device_batch)  # warm
         t = time.perf_counter()
@@ -337,7 +340,8 @@ def describe(sizing: Sizing, est: Estimate | None = None) -> str:
     for g, rec in zip(plan.groups, sizing.groups):
         memory = "unknown" if rec.memory_bytes is None else f"{rec.memory_bytes / 2**20:,.1f} MiB"
         per_run = "" if rec.memory_bytes is None else f", about {rec.memory_bytes / plan.device_batch / 2**20:,.1f} MiB per run"
-        lines.append(f"  group {g.index}: compiled in {rec.compile_seconds:.1f}s; memory per device {memory}{per_run}")
+        how = rec.record.describe() if rec.record is not None else f"compiled group {g.index} in {rec.compile_seconds:.1f}s"
+        lines.append(f"  {how}; memory per device {memory}{per_run}")
     mem = sizing.device_memory_bytes
     if mem is not None:
         need = mem * (sizing.num_devices if sizing.platform == "cpu" else 1)

@@ -328,5 +328,5 @@ class TaskWorld:
 
 @functools.lru_cache(maxsize=64)
 def _eval_items(world: TaskWorld) -> Problems:
-    with jax.ensure_compile_time_eval():
-        return jax.jit(TaskWorld.draw_eval_items, static_argnums=0)(world)
+    # compiled ahead of time and called: an executable runs (is not traced) also where the caller is tracing
+    return jax.jit(TaskWorld.draw_eval_items, static_argnums=0).lower(world).compile()()

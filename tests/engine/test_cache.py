@@ -72,3 +72,63 @@ def test_an_executable_that_fails_to_run_is_recompiled_and_nothing_is_lost():
         again = ex.map(row, args, device_batch=4)["y"]
     np.testing.assert_array_equal(again, expected)
     assert ex.compiled[key][ex.devices[0]] is not broken
+
+
+def _rows():
+    import jax.numpy as jnp
+
+    def row(x):  # a program no other test compiles (JAX's own cache would serve it, and then no binary is kept)
+        return {"y": jnp.tanh(x) * 2.25}
+
+    def other(x):  # another program under the same fingerprint: as if its code changed where the key cannot see
+        return {"y": jnp.tanh(x) * 3.25}
+
+    row.fingerprint = other.fingerprint = "test_row:v1"
+    return row, other
+
+
+def test_a_warm_start_finds_the_binary_without_tracing_and_gives_the_same_bits(tmp_path):
+    import jax
+    import numpy as np
+
+    from fi_sim.engine.execute import Executor
+
+    row, _ = _rows()
+    args = (np.linspace(-1, 1, 12, dtype=np.float32).reshape(6, 2),)
+    cold = Executor(devices=jax.local_devices()[:1], binaries=tmp_path / "binaries")
+    expected = cold.map(row, args, device_batch=4)["y"]
+    assert cold.record(row, args, 4).source == "compiled"
+    warm = Executor(devices=jax.local_devices()[:1], binaries=tmp_path / "binaries")
+    warm.compile(row, args, 4)
+    record = warm.record(row, args, 4)
+    assert record.source == "warm" and record.cold_seconds is not None and "without tracing" in record.describe()
+    assert "lowered" not in warm.compiled[warm._key(row, args, 4)]  # not traced here: the check does it
+    np.testing.assert_array_equal(warm.map(row, args, device_batch=4)["y"], expected)
+    assert warm.program(row, args, 4) == cold.program(row, args, 4)
+    unnamed = Executor(devices=jax.local_devices()[:1], binaries=tmp_path / "binaries")
+    del row.fingerprint  # a row without a fingerprint never takes the warm path
+    unnamed.compile(row, args, 4)
+    assert unnamed.record(row, args, 4).source == "loaded"
+
+
+def test_a_stale_warm_entry_is_caught_before_any_result_and_computed_again(tmp_path):
+    import jax
+    import numpy as np
+    import pytest
+
+    from fi_sim.engine.execute import Executor
+
+    row, other = _rows()
+    args = (np.linspace(-1, 1, 12, dtype=np.float32).reshape(6, 2),)
+    Executor(devices=jax.local_devices()[:1], binaries=tmp_path / "binaries").map(row, args, device_batch=4)
+    truth = Executor(devices=jax.local_devices()[:1], binaries=False).map(other, args, device_batch=4)["y"]
+    ex = Executor(devices=jax.local_devices()[:1], binaries=tmp_path / "binaries")
+    ex.compile(other, args, 4)
+    assert ex.record(other, args, 4).source == "warm"  # the entry row's binary, under other's fingerprint
+    with pytest.warns(UserWarning, match="warm-start entry's binary is not this program's"):
+        got = ex.map(other, args, device_batch=4)["y"]
+    np.testing.assert_array_equal(got, truth)
+    assert ex.record(other, args, 4).source in ("compiled", "loaded")
+    again = Executor(devices=jax.local_devices()[:1], binaries=tmp_path / "binaries")
+    again.compile(other, args, 4)  # the stale entry was replaced by the right one
+    np.testing.assert_array_equal(again.map(other, args, device_batch=4)["y"], truth)
