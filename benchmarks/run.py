@@ -165,6 +165,25 @@ class JaxWorker:
                 "compile_s": t["wall"] + t2["wall"], "compile_cpu_s": t["cpu"] + t2["cpu"],
                 "device_memory_per_call_mb": None if mem is None else mem / 2**20, "peak_rss_mb": peak_rss_mb()}
 
+    def setup_study(self, path: str) -> dict:
+        """The cold compile of a study's first post-training group at its canonical device batch, as `fi-sim run`
+        and `fi-sim plan` compile it (the worker's cache starts empty), and apart the tracing and lowering alone
+        (timed again after, the same work): the rest is XLA's."""
+        from fi_sim.engine import execute, sizing
+        from fi_sim.engine.plan import make_plan
+        from fi_sim.study import load_study
+
+        study = load_study(path)
+        b = sizing.canonical_device_batch(study, self.ex.platform)
+        plan = make_plan(study, b * self.ex.num_devices, b)
+        group = plan.groups[0]
+        row, example = execute.run_row(group.static, study.world), sizing.example_run_args(plan, group)
+        t, _ = timed(lambda: self.ex.compile(row, example, b, all_devices=False))
+        source = self.ex.record(row, example, b).source
+        t2, _ = timed(lambda: self.ex._lower(row, example, b, self.ex.devices[0]))
+        return {"study": path, "device_batch": b, "source": source, "cold_compile_s": t["wall"],
+                "cold_compile_cpu_s": t["cpu"], "trace_lower_s": t2["wall"], "peak_rss_mb": peak_rss_mb()}
+
     def setup_loop(self) -> dict:
         self.loop = self.jax.jit(self.row)
         t, _ = timed(lambda: self.jax.block_until_ready(self.loop(*self.workload.one_input(10_000))))
@@ -321,17 +340,19 @@ def gather(workers, cmd: str, kws=None) -> list:
     return replies
 
 
-def warm_start(args, env: dict, n: int, device_batch: int) -> dict:
-    """A fresh process with the persistent cache warm: seconds from its start to its first computed chunk (one
-    device batch of runs on every device), and where they went."""
+def warm_start(args, env: dict) -> dict:
+    """A fresh process with the persistent cache warm (after `setup_study` compiled the study's group): seconds
+    from its launch until it starts computing the group's first chunk (one device batch of runs on every
+    device), until that chunk is computed, and where they went."""
     argv = [sys.executable, "-m", "benchmarks.run", "--warm-start-child", "--device", args.device,
-            "--steps", str(args.steps), "--n", str(n), "--device-batch", str(device_batch)]
+            "--study", args.study]
     t0 = time.time()
     r = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.timeout,
                        check=False)
     if r.returncode != 0:
         raise WorkerError(f"warm start failed:\n{r.stderr[-3000:]}")
     out = json.loads(r.stdout.strip().splitlines()[-1])
+    out["start_to_compute_s"] = out.pop("compute_at") - t0
     out["start_to_first_chunk_s"] = out.pop("first_chunk_at") - t0
     out["process_s"] = time.time() - t0
     return out
@@ -340,21 +361,36 @@ def warm_start(args, env: dict, n: int, device_batch: int) -> dict:
 def warm_start_child(args) -> int:
     t = time.perf_counter()
     jax = _setup_jax(args.device)
-    from benchmarks import workload
-    from fi_sim.engine import execute
+    from fi_sim.engine import execute, sizing
+    from fi_sim.engine.plan import make_plan
+    from fi_sim.engine.runfn import run_params_for
+    from fi_sim.study import load_study
+    from fi_sim.world.policy import init_params
 
-    row = workload.make_row(args.steps)
-    ex = execute.Executor(execute.local_devices())
     imported = time.perf_counter()
-    x = workload.inputs(0, args.n)
-    ex.compile(row, x, args.device_batch)
+    study = load_study(args.study)
+    ex = execute.Executor(execute.local_devices())
+    b = sizing.canonical_device_batch(study, ex.platform)
+    plan = make_plan(study, b * ex.num_devices, b)
+    group = plan.groups[0]
+    row = execute.run_row(group.static, study.world)
+    runs = group.runs[: b * ex.num_devices]
+    # a random base (the compute is representative), initialised by one compiled call (op by op takes seconds)
+    base = jax.jit(init_params, static_argnums=0)(group.static.policy, jax.random.key(0))
+    x = (execute.stack([base] * len(runs)), execute.stack([run_params_for(study, r.cell) for r in runs]),
+         execute.key_data([jax.random.key(r.run_id) for r in runs]), execute.key_data([jax.random.key(0)] * len(runs)))
+    planned = time.perf_counter()
+    ex.compile(row, x, b)
     loaded = time.perf_counter()
-    ex.map(row, x, args.device_batch)
+    compute_at = time.time()
+    ex.map(row, x, b)
     done = time.time()
     computed = time.perf_counter()
     ex.close()
-    print(json.dumps({"first_chunk_at": done, "import_s": imported - t, "compile_or_load_s": loaded - imported,
-                      "compute_s": computed - loaded, "cache_dir": jax.config.jax_compilation_cache_dir}))
+    print(json.dumps({"compute_at": compute_at, "first_chunk_at": done, "import_s": imported - t,
+                      "plan_s": planned - imported, "compile_or_load_s": loaded - planned,
+                      "source": ex.record(row, x, b).source, "compute_s": computed - loaded,
+                      "cache_dir": jax.config.jax_compilation_cache_dir}))
     return 0
 
 
@@ -385,6 +421,8 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
+    p.add_argument("--study", default="experiments/demo.toml", help="the study whose first group's cold compile "
+                   "and warm-cache start are measured")
     p.add_argument("--warm-start-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--peer-file", help=argparse.SUPPRESS)
@@ -422,12 +460,14 @@ def main(argv=None) -> int:
             say(f"  engine N={n}: device batch {setup['engine'][n]['device_batch']}, compile "
                 f"{setup['engine'][n]['compile_s']:.1f}s")
         setup["loop"] = jw.call("setup_loop")
-        largest = max(ns)
+        setup["study"] = jw.call("setup_study", path=args.study)
+        say(f"  {args.study} group 0: cold compile {setup['study']['cold_compile_s']:.1f}s (tracing and lowering "
+            f"{setup['study']['trace_lower_s']:.1f}s)")
         starts = []
         for _ in range(args.warm_starts):
-            starts.append(warm_start(args, env, min(largest, setup["engine"][largest]["device_batch"] * info["devices"]),
-                                     setup["engine"][largest]["device_batch"]))
-            say(f"  warm start: first chunk after {starts[-1]['start_to_first_chunk_s']:.1f}s")
+            starts.append(warm_start(args, env))
+            say(f"  warm start ({starts[-1]['source']}): computing after {starts[-1]['start_to_compute_s']:.1f}s, "
+                f"first chunk after {starts[-1]['start_to_first_chunk_s']:.1f}s")
         impls = ["engine", "loop"]
         torch_info, compile_error = None, None
         if not args.skip_torch:
@@ -557,7 +597,11 @@ def summarize(args, argv, info, torch_info, setup, samples, matmul, starts, comp
                       "loop": setup["loop"]["compile_s"], "torch_compiled": compiled,
                       "torch_compiled_cold": (setup["torch"].get(0, {}).get("compiled", {}).get(ns[0], {})
                                               .get("compile_s"))},
-        "warm_start_s": median([s["start_to_first_chunk_s"] for s in starts]) if starts else None,
+        # a study's first post-training group (--study, the demo's by default): its cold compile, and a second
+        # process's start with the cache warm (launch to computing; to its first chunk computed)
+        "study_compile": setup.get("study"),
+        "warm_start_s": median([s["start_to_compute_s"] for s in starts]) if starts else None,
+        "warm_start_first_chunk_s": median([s["start_to_first_chunk_s"] for s in starts]) if starts else None,
         "torch_compile_error": compile_error,
         "details": {"setup": {k: ({str(n): v for n, v in setup[k].items()} if k == "engine" else setup[k])
                               for k in setup}, "warm_starts": starts, "matmul": matmul,
@@ -595,10 +639,14 @@ def table(r: dict) -> str:
                      f"{r['roofline_fraction_per_cpu_s'][n]:>10.1%} {r['peak_rss_mb'][n]:>12,.0f} "
                      f"{r['peak_rss_mb_per_run'][n]:>8.2f} {r['cores_busy']['engine'][n]:>6.2f} "
                      f"{c['engine'][n]:>10.1f} {c['torch_compiled'].get(n, float('nan')):>16.1f}")
-    warm = r["warm_start_s"]
+    warm, study = r["warm_start_s"], r.get("study_compile")
     lines += ["", (f"dense matmul {r['matmul_flops_per_s'] / 1e9:,.0f} GFLOP/s ({r['matmul_flops_per_cpu_s'] / 1e9:,.0f}"
-                   f" per CPU-s); engine's cold compile {c['engine_cold']:.1f}s; warm-cache start to first chunk "
-                   + (f"{warm:.1f}s" if warm is not None else "not measured"))]
+                   f" per CPU-s); engine's cold compile {c['engine_cold']:.1f}s")]
+    if study:
+        lines.append(f"{study['study']} group 0: cold compile {study['cold_compile_s']:.1f}s (tracing and lowering "
+                     f"{study['trace_lower_s']:.1f}s); warm-cache start: computing after "
+                     + (f"{warm:.1f}s, first chunk after {r['warm_start_first_chunk_s']:.1f}s" if warm is not None
+                        else "not measured"))
     if r.get("torch_compile_error"):
         lines.append("torch.compile failed: " + r["torch_compile_error"].splitlines()[0])
     return "\n".join(lines)

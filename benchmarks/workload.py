@@ -60,6 +60,7 @@ def make_row(steps: int):
         checksum = sum(jnp.sum(x) for x in jax.tree.leaves(params))
         return {"proxy_reward": log.proxy_reward, "kl": log.kl, "checksum": checksum}
 
+    run.fingerprint = f"benchmark_row:{posttrain_static(steps)!r}"  # type: ignore[attr-defined]  # warm start
     return run
 
 

@@ -115,7 +115,7 @@ def test_ratios_are_paired_and_the_papers_keys_are_written():
     info = {"model_flops_per_run_step": 1e8, "workload": "w", "jax": "x", "devices": 2, "platform": "cpu"}
     args = argparse.Namespace(device="cpu", steps=10, repeats=3, loop_runs=16)
     matmul = [{"one_device_flops": 1e11, "all_devices_flops": 2e11, "one_device_flops_per_cpu_s": 6e10}]
-    starts = [{"start_to_first_chunk_s": 1.5}]
+    starts = [{"start_to_compute_s": 1.5, "start_to_first_chunk_s": 9.0}]
     r = summarize(args, [], info, {"torch": "t"}, setup, samples, matmul, starts, None,
                   {"start": 0.1, "during": [], "end": 0.2}, (2, 1))
     assert r["ratio_vs_loop"]["256"] == pytest.approx(2.0) and r["ratio_vs_torch"]["1"] == pytest.approx(10.0)
@@ -123,7 +123,7 @@ def test_ratios_are_paired_and_the_papers_keys_are_written():
     assert r["run_steps_per_cpu_s"]["engine"]["1"] == pytest.approx(10 / 2.1)
     assert r["run_steps_per_s"]["256"] == pytest.approx(5.0) and r["loop_run_steps_per_s"]["1"] == pytest.approx(5.0)
     assert r["roofline_fraction"]["1"] == pytest.approx(5.0 * 1e8 / 2e11)
-    assert r["compile_s"]["engine_cold"] == 5.0 and r["warm_start_s"] == 1.5
+    assert r["compile_s"]["engine_cold"] == 5.0 and r["warm_start_s"] == 1.5 and r["warm_start_first_chunk_s"] == 9.0
     for key in ("run_steps_per_s", "loop_run_steps_per_s", "torch_run_steps_per_s", "ratio_vs_loop", "ratio_vs_torch",
                 "roofline_fraction", "peak_rss_mb_per_run", "matmul_flops_per_s"):  # read by paper_figures.engine()
         assert set(r[key]) == {"1", "256"} if isinstance(r[key], dict) else r[key] > 0
