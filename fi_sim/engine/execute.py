@@ -254,8 +254,8 @@ class Executor:
         return self._pool
 
     def close(self) -> None:
-        for key, per_device in list(self.compiled.items()):  # checks still pending (compiled, never mapped)
-            if "check" in per_device:
+        for key, per_device in list(self.compiled.items()):  # checks in flight (a program never mapped has
+            if not isinstance(per_device.get("check", ()), tuple):  # computed nothing: it is not traced)
                 self._verify_key(key)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
@@ -307,9 +307,10 @@ class Executor:
             exe = load_binary(blob, first, entry["in_tree"], entry["out_tree"]) if entry and blob else None
             if entry is not None and exe is not None:
                 source, cold = "warm", entry.get("compile_seconds")
+                # checked once it computes (`_start_check`): tracing meanwhile would only slow this thread
                 per_device.update({first: exe, "blob": blob, "binary": entry["binary"], "program": entry["program"],
                                    "trees": (entry["in_tree"], entry["out_tree"]), "warm_key": warm_key,
-                                   "check": self._checker().submit(self._lower, row, args, device_batch, first)})
+                                   "check": (row, args, device_batch, first)})
             else:
                 lowered = self._lower(row, args, device_batch, first)
                 name = self._binaries.name(lowered, first)
@@ -363,7 +364,14 @@ class Executor:
         False: the caller compiles afresh and computes again."""
         return self._verify_key(self._key(row, args, device_batch))
 
+    def _start_check(self, key) -> None:
+        """Trace and lower a warm-started program in the background (see `compile`), once: when it computes."""
+        check = self.compiled.get(key, {}).get("check")
+        if isinstance(check, tuple):
+            self.compiled[key]["check"] = self._checker().submit(self._lower, *check)
+
     def _verify_key(self, key) -> bool:
+        self._start_check(key)
         per_device = self.compiled.get(key, {})
         check = per_device.pop("check", None)
         if check is None:
@@ -432,6 +440,7 @@ class Executor:
         batches = -(-n // device_batch)
         padded = pad_rows(args, batches * device_batch)
         self.compile(row, args, device_batch, label)
+        self._start_check(self._key(row, args, device_batch))
         exes = self.compiled[self._key(row, args, device_batch)]
 
         def work(d: int):

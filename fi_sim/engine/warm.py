@@ -23,7 +23,6 @@ again, with a warning: a stale entry costs time, never a wrong number.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
@@ -39,19 +38,12 @@ FORMAT = 1
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
-@functools.lru_cache(maxsize=1)
-def _package_digest() -> str:
-    h = hashlib.sha256()
-    for path in sorted(PACKAGE.rglob("*.py")):
-        h.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
 def code_digest() -> str:
     """fi_sim's source, every registered mechanism (name, registry order) and its module's source."""
+    import fi_sim
     from fi_sim.factors import FACTORS
 
-    h = hashlib.sha256(_package_digest().encode())
+    h = hashlib.sha256(fi_sim.code_provenance()["source_sha256"].encode())
     files: set[str] = set()
     for fname, factor in FACTORS.items():
         h.update(f"{fname}:{','.join(factor.mechanisms)}\0".encode())
