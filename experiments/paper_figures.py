@@ -548,22 +548,31 @@ def engine(out: Path, nums: Numbers) -> str:
     if bench.exists():
         r = json.loads(bench.read_text())
         ns = sorted(r["run_steps_per_s"], key=int)
-        get = lambda key, n: r.get(key, {}).get(n, float("nan"))  # noqa: E731
-        rows = [[n, f"{get('run_steps_per_s', n):,.0f}", f"{get('loop_run_steps_per_s', n):,.0f}",
-                 f"{get('torch_run_steps_per_s', n):,.1f}", f"{get('ratio_vs_loop', n):.1f}",
-                 f"{get('ratio_vs_torch', n):.0f}", f"{100 * get('roofline_fraction', n):.0f}\\%",
-                 f"{get('peak_rss_mb_per_run', n):.1f}"] for n in ns]
+        cpu, ratio = r.get("run_steps_per_cpu_s", {}), r.get("ratio_per_cpu_s", {})
+        get = lambda d, n: d.get(n, float("nan")) if isinstance(d, dict) else float("nan")  # noqa: E731
+        peers = ("loop", "torch_eager", "torch_batched", "torch_compiled")
+        rows = [[n, f"{get(cpu.get('engine', {}), n):,.0f}"] + [f"{get(ratio.get(p, {}), n):.2f}" for p in peers]
+                + [f"{100 * get(r.get('roofline_fraction_per_cpu_s', {}), n):.0f}\\%",
+                   f"{get(r.get('peak_rss_mb_per_run', {}), n):.1f}"] for n in ns]
         (out / "engine_table.tex").write_text(tex_table(
-            ["runs $N$", "engine", "Python loop", "PyTorch", "$\\times$ loop", "$\\times$ PyTorch", "roofline",
-             "MiB/run"], rows, "rrrrrrrr"))
+            ["runs $N$", "engine", "$\\times$ loop", "$\\times$ eager", "$\\times$ batched", "$\\times$ compiled",
+             "roofline", "MiB/run"], rows, "rrrrrrrr"))
         top = ns[-1]
         nums.add("BenchN", int(top))
-        nums.add("BenchRate", get("run_steps_per_s", top), "{:,.0f}")
-        nums.add("BenchVsTorch", get("ratio_vs_torch", top), "{:.0f}")
-        nums.add("BenchVsLoop", get("ratio_vs_loop", top), "{:.1f}")
-        nums.add("BenchRoofline", 100 * get("roofline_fraction", top), "{:.0f}\\%")
-        nums.add("BenchMatmulGflops", r["matmul_flops_per_s"] / 1e9, "{:.0f}")
+        nums.add("BenchRate", get(cpu.get("engine", {}), top), "{:,.0f}")
+        nums.add("BenchWallRate", get(r["run_steps_per_s"], top), "{:,.0f}")
+        for key, peer in (("Loop", "loop"), ("Torch", "torch_eager"), ("Batched", "torch_batched"),
+                          ("Compiled", "torch_compiled")):
+            nums.add(f"BenchVs{key}", get(ratio.get(peer, {}), top), "{:.2f}")
+        nums.add("BenchRoofline", 100 * get(r.get("roofline_fraction_per_cpu_s", {}), top), "{:.0f}\\%")
+        nums.add("BenchMatmulGflops", r.get("matmul_flops_per_cpu_s", r["matmul_flops_per_s"]) / 1e9, "{:.0f}")
         nums.add("BenchMflopsPerStep", r["settings"]["model_flops_per_run_step"] / 1e6, "{:.0f}")
+        group = r.get("study_compile") or {}
+        if group:
+            nums.add("BenchColdCompile", group["cold_compile_s"], "{:.0f}")
+            nums.add("BenchTraceLower", group["trace_lower_s"], "{:.1f}")
+        if r.get("warm_start_s") is not None:
+            nums.add("BenchWarmStart", r["warm_start_s"], "{:.1f}")
         notes.append("benchmark")
     else:
         (out / "engine_table.tex").write_text("% benchmarks/results.json missing: run make bench\n")
