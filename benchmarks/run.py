@@ -169,15 +169,10 @@ class JaxWorker:
         """The cold compile of a study's first post-training group at its canonical device batch, as `fi-sim run`
         and `fi-sim plan` compile it (the worker's cache starts empty), and apart the tracing and lowering alone
         (timed again after, the same work): the rest is XLA's."""
-        from fi_sim.engine import execute, sizing
-        from fi_sim.engine.plan import make_plan
-        from fi_sim.study import load_study
+        from fi_sim.engine import sizing
 
-        study = load_study(path)
-        b = sizing.canonical_device_batch(study, self.ex.platform)
-        plan = make_plan(study, b * self.ex.num_devices, b)
-        group = plan.groups[0]
-        row, example = execute.run_row(group.static, study.world), sizing.example_run_args(plan, group)
+        _, plan, group, row, b = study_group(path, self.ex)
+        example = sizing.example_run_args(plan, group)
         t, _ = timed(lambda: self.ex.compile(row, example, b, all_devices=False))
         source = self.ex.record(row, example, b).source
         t2, _ = timed(lambda: self.ex._lower(row, example, b, self.ex.devices[0]))
@@ -340,6 +335,21 @@ def gather(workers, cmd: str, kws=None) -> list:
     return replies
 
 
+def study_group(path: str, ex):
+    """(study, plan, its first post-training group, that group's row function, device batch) as `fi-sim run`
+    plans a study file on the executor's devices: the canonical device batch, one device batch per device per
+    chunk."""
+    from fi_sim.engine import execute, sizing
+    from fi_sim.engine.plan import make_plan
+    from fi_sim.study import load_study
+
+    study = load_study(path)
+    b = sizing.canonical_device_batch(study, ex.platform)
+    plan = make_plan(study, b * ex.num_devices, b)
+    group = plan.groups[0]
+    return study, plan, group, execute.run_row(group.static, study.world), b
+
+
 def warm_start(args, env: dict) -> dict:
     """A fresh process with the persistent cache warm (after `setup_study` compiled the study's group): seconds
     from its launch until it starts computing the group's first chunk (one device batch of runs on every
@@ -361,19 +371,13 @@ def warm_start(args, env: dict) -> dict:
 def warm_start_child(args) -> int:
     t = time.perf_counter()
     jax = _setup_jax(args.device)
-    from fi_sim.engine import execute, sizing
-    from fi_sim.engine.plan import make_plan
+    from fi_sim.engine import execute
     from fi_sim.engine.runfn import run_params_for
-    from fi_sim.study import load_study
     from fi_sim.world.policy import init_params
 
     imported = time.perf_counter()
-    study = load_study(args.study)
     ex = execute.Executor(execute.local_devices())
-    b = sizing.canonical_device_batch(study, ex.platform)
-    plan = make_plan(study, b * ex.num_devices, b)
-    group = plan.groups[0]
-    row = execute.run_row(group.static, study.world)
+    study, _, group, row, b = study_group(args.study, ex)
     runs = group.runs[: b * ex.num_devices]
     # a random base (the compute is representative), initialised by one compiled call (op by op takes seconds)
     base = jax.jit(init_params, static_argnums=0)(group.static.policy, jax.random.key(0))

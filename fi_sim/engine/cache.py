@@ -16,8 +16,11 @@ recompiled without them (`execute.Executor.map`).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 ENV = "FI_SIM_CACHE_DIR"
 OFF = {"", "0", "off", "none", "false", "no"}
@@ -66,3 +69,42 @@ def enable(disabled: bool = False) -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+class BlobDir:
+    """Files by name in one cache directory (None: no directory), where nothing can fail a study: a missing
+    file is a miss, an unreadable one a miss with a warning, an unwritable directory a warning. Holds the engine's
+    binaries (`execute.Binaries`) and the warm-start index (`warm.WarmIndex`)."""
+
+    def __init__(self, path, what: str):
+        self.path, self.what = (None if path is None else Path(path)), what
+
+    def read(self, name: str) -> bytes | None:
+        if self.path is None or not isinstance(name, str) or "/" in name:
+            return None
+        try:
+            return (self.path / name).read_bytes()
+        except FileNotFoundError:  # a cache miss
+            return None
+        except Exception as error:
+            log.warning("fi_sim: cannot read a cached %s (%r); compiling instead", self.what, error)
+            return None
+
+    def write(self, name: str, blob: bytes) -> None:
+        if self.path is None:
+            return
+        try:
+            from fi_sim.engine.store import atomic_write
+
+            atomic_write(self.path / name, blob)
+        except Exception as error:  # an unwritable cache must not stop a study
+            log.warning("fi_sim: cannot write a %s to the cache %s (%r)", self.what, self.path, error)
+
+    def drop(self, name: str) -> None:
+        if self.path is not None:
+            try:
+                (self.path / name).unlink()
+            except FileNotFoundError:
+                pass
+            except Exception as error:
+                log.warning("fi_sim: cannot remove a stale cached %s (%r)", self.what, error)

@@ -38,7 +38,6 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import jax
@@ -48,7 +47,8 @@ from jax.sharding import SingleDeviceSharding
 
 from fi_sim import metrics
 from fi_sim.engine.runfn import eval_items, make_run, prepare_verifier
-from fi_sim.engine.warm import WarmIndex
+from fi_sim.engine.cache import BlobDir
+from fi_sim.engine.warm import WarmIndex, compile_environment
 from fi_sim.evaluate import make_evaluate
 from fi_sim.train import make_pretrain
 
@@ -235,7 +235,7 @@ class Executor:
         self._pool = None
         self._check_pool: ThreadPoolExecutor | None = None
         self._binaries = Binaries(self.binaries)
-        self._warm = WarmIndex(None if self._binaries.path is None else Path(self._binaries.path).parent / "warm")
+        self._warm = WarmIndex(None if self._binaries.path is None else self._binaries.path.parent / "warm")
         self._stale: set = set()  # warm-start keys found stale in this process (never looked up again)
         self.stop = None  # a StopRequest while `stop_after_chunk` is active
         self._mapping = False
@@ -343,10 +343,10 @@ class Executor:
         seconds = time.perf_counter() - t
         self.compile_seconds += seconds
         exe = per_device[first]
+        where = f" on {len(todo) + 1} device(s)" if self.num_devices > 1 and all_devices else ""
+        per_device["record"] = CompileRecord(f"{label}{where}", seconds, memory_bytes(exe), source, cold)
         if self.on_compile is not None:
-            where = f" on {len(todo) + 1} device(s)" if self.num_devices > 1 and all_devices else ""
-            self.on_compile(CompileRecord(f"{label}{where}", seconds, memory_bytes(exe), source, cold))
-        per_device["record"] = CompileRecord(label, seconds, memory_bytes(exe), source, cold)
+            self.on_compile(per_device["record"])
         return exe
 
     def record(self, row, args, device_batch: int) -> CompileRecord:
@@ -382,10 +382,17 @@ class Executor:
             return True
         warnings.warn("a warm-start entry's binary is not this program's (code changed where its key cannot see: "
                       "e.g. a mechanism edited in a notebook); compiling afresh and computing its rows again")
-        self._stale.add(per_device.get("warm_key"))
-        self._warm.drop(per_device.get("warm_key"))
-        self.compiled.pop(key, None)
+        self._forget(key)
         return False
+
+    def _forget(self, key) -> dict:
+        """Drop a compiled program found stale (in this process, and its warm-start entry: never looked up
+        again); returns what was kept of it."""
+        stale = self.compiled.pop(key, {})
+        stale.pop("check", None)
+        self._stale.add(stale.get("warm_key"))
+        self._warm.drop(stale.get("warm_key"))
+        return stale
 
     def program(self, row, args, device_batch: int) -> str:
         """The hash of a compiled `row`'s lowered program (what a reused run must share, see `grow`); waits for a
@@ -421,12 +428,9 @@ class Executor:
             # relocate it. Nothing is lost: compile afresh, without the cache, and compute the rows again.
             warnings.warn(f"a loaded executable failed to run ({str(error).splitlines()[0][:200]}); "
                           "recompiling without the compilation cache")
-            stale = self.compiled.pop(self._key(row, args, device_batch), {})
-            stale.pop("check", None)
+            stale = self._forget(self._key(row, args, device_batch))
             if "binary" in stale:
                 self._binaries.drop(stale["binary"])
-            self._stale.add(stale.get("warm_key"))
-            self._warm.drop(stale.get("warm_key"))
             enabled = jax.config.jax_enable_compilation_cache  # type: ignore[attr-defined]  # an option, not in stubs
             jax.config.update("jax_enable_compilation_cache", False)
             try:
@@ -537,7 +541,7 @@ def _cache_hits() -> int:
     return _HITS[0]
 
 
-class Binaries:
+class Binaries(BlobDir):
     """fi_sim's cache of compiled one-device binaries, by the lowered program and everything that shapes its
     compile (a miss only costs a compile). It lets every device of a multi-device run load one binary — JAX's own
     persistent cache keys CPU executables by device, and an executable it loaded cannot be copied to another
@@ -546,48 +550,14 @@ class Binaries:
     def __init__(self, path=None):
         from fi_sim.engine import cache
 
-        self.path = None if path is False else (path or cache.binaries_dir())
+        super().__init__(None if path is False else (path or cache.binaries_dir()), "binary")
 
     def name(self, lowered, device) -> str:
         """The file name of `lowered`'s binary for `device`'s kind."""
         import hashlib
 
-        import jaxlib
-
-        key = "\n".join([jax.__version__, jaxlib.__version__, device.platform, device.device_kind,
-                          os.environ.get("XLA_FLAGS", ""), os.environ.get("NPROC", ""),
-                          str(getattr(jax.config, "jax_enable_x64")), lowered.as_text()])
+        key = "\n".join(compile_environment(device) + [lowered.as_text()])
         return f"{hashlib.sha256(key.encode()).hexdigest()}.bin"
-
-    def read(self, name: str) -> bytes | None:
-        if self.path is None or not isinstance(name, str) or "/" in name:
-            return None
-        try:
-            return (Path(self.path) / name).read_bytes()
-        except FileNotFoundError:  # a cache miss
-            return None
-        except Exception as error:
-            log.warning("fi_sim: cannot read a cached binary (%r); compiling instead", error)
-            return None
-
-    def write(self, name: str, blob: bytes) -> None:
-        if self.path is None:
-            return
-        try:
-            from fi_sim.engine.store import atomic_write
-
-            atomic_write(Path(self.path) / name, blob)
-        except Exception as error:  # an unwritable cache must not stop a study
-            log.warning("fi_sim: cannot write a compiled binary to the cache %s (%r)", self.path, error)
-
-    def drop(self, name: str) -> None:
-        if self.path is not None:
-            try:
-                (Path(self.path) / name).unlink()
-            except FileNotFoundError:
-                pass
-            except Exception as error:
-                log.warning("fi_sim: cannot remove a stale cached binary (%r)", error)
 
 
 def memory_bytes(exe) -> int | None:

@@ -11,7 +11,8 @@ what the program is built from instead, known before tracing:
 - the arguments' tree and shapes, the device batch, the device kind;
 - the **code**: every source file of fi_sim and of the module of every registered mechanism (plugins), and
   every registered mechanism's name in registry order;
-- jax and jaxlib versions, XLA_FLAGS, NPROC and the x64 flag (as `execute.Binaries` keys).
+- jax and jaxlib versions, the platform and device kind, XLA_FLAGS, NPROC and the x64 flag
+  (`compile_environment`, as `execute.Binaries` keys).
 
 An entry records the lowered program's hash, the binary's file and the trees the executable is called with.
 **Nothing is trusted unchecked**: the executor starts computing with the binary and meanwhile traces and lowers
@@ -60,6 +61,14 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
+def compile_environment(device) -> list[str]:
+    """Everything beside the program that shapes what XLA compiles for `device` (part of both caches' keys)."""
+    import jaxlib
+
+    return [jax.__version__, jaxlib.__version__, device.platform, device.device_kind,
+            os.environ.get("XLA_FLAGS", ""), os.environ.get("NPROC", ""), str(getattr(jax.config, "jax_enable_x64"))]
+
+
 def fingerprint(row) -> str | None:
     value = getattr(row, "fingerprint", None)
     if not isinstance(value, str) or "..." in value or " at 0x" in value:
@@ -69,30 +78,29 @@ def fingerprint(row) -> str | None:
 
 class WarmIndex:
     """Entries `DIR/<key>.pkl`: {"program": hash of the lowered program, "binary": the binary's file name,
-    "in_tree", "out_tree", "compile_seconds": what its cold compile took}. A missing, unreadable or foreign entry is a miss; an unwritable directory is no index."""
+    "in_tree", "out_tree", "compile_seconds": what its cold compile took}. A missing, unreadable or foreign entry
+    is a miss; an unwritable directory is no index (`cache.BlobDir`)."""
 
     def __init__(self, path: Path | None):
-        self.path = path
+        from fi_sim.engine.cache import BlobDir
+
+        self.files = BlobDir(path, "warm-start entry")
 
     def key(self, row, args, device_batch: int, device) -> str | None:
         fp = fingerprint(row)
-        if self.path is None or fp is None:
+        if self.files.path is None or fp is None:
             return None
         shapes = tuple((tuple(x.shape[1:]), str(x.dtype)) for x in jax.tree.leaves(args))
-        import jaxlib
-
-        parts = [str(FORMAT), fp, str(jax.tree.structure(args)), repr(shapes), str(device_batch), device.platform,
-                 device.device_kind, jax.__version__, jaxlib.__version__, os.environ.get("XLA_FLAGS", ""),
-                 os.environ.get("NPROC", ""), str(getattr(jax.config, "jax_enable_x64")), code_digest()]
+        parts = [str(FORMAT), fp, str(jax.tree.structure(args)), repr(shapes), str(device_batch),
+                 *compile_environment(device), code_digest()]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def get(self, key: str | None) -> dict | None:
-        if key is None or self.path is None:
+        blob = None if key is None else self.files.read(f"{key}.pkl")
+        if blob is None:
             return None
         try:
-            entry = pickle.loads((self.path / f"{key}.pkl").read_bytes())
-        except FileNotFoundError:
-            return None
+            entry = pickle.loads(blob)
         except Exception as error:  # a corrupt or foreign file: a miss
             log.warning("fi_sim: ignoring an unreadable warm-start entry (%r)", error)
             return None
@@ -102,23 +110,11 @@ class WarmIndex:
 
     def put(self, key: str | None, program: str, binary: str, in_tree: Any, out_tree: Any,
             compile_seconds: float | None = None) -> None:
-        if key is None or self.path is None:
-            return
-        try:
-            from fi_sim.engine.store import atomic_write
-
-            blob = pickle.dumps({"format": FORMAT, "program": program, "binary": binary, "in_tree": in_tree,
-                                 "out_tree": out_tree, "compile_seconds": compile_seconds})
-            atomic_write(self.path / f"{key}.pkl", blob)
-        except Exception as error:  # an unwritable cache must not stop a study
-            log.warning("fi_sim: cannot write a warm-start entry to %s (%r)", self.path, error)
+        if key is not None:
+            self.files.write(f"{key}.pkl", pickle.dumps({
+                "format": FORMAT, "program": program, "binary": binary, "in_tree": in_tree, "out_tree": out_tree,
+                "compile_seconds": compile_seconds}))
 
     def drop(self, key: str | None) -> None:
-        if key is None or self.path is None:
-            return
-        try:
-            (self.path / f"{key}.pkl").unlink()
-        except FileNotFoundError:
-            pass
-        except Exception as error:
-            log.warning("fi_sim: cannot remove a stale warm-start entry (%r)", error)
+        if key is not None:
+            self.files.drop(f"{key}.pkl")
